@@ -1,0 +1,73 @@
+# Two commands do everything on a fresh machine:
+#   make run    - set up, start PostgreSQL (primary + replica) and Redis, migrate, serve on 127.0.0.1:8000
+#   make test   - set up, start the services, run the full test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+SERVICES := scripts/devservices
+WITH_ENV := set -a && eval "$$($(SERVICES) env)" && SECRET_KEY="$${SECRET_KEY:-$$(scripts/secret-key)}" && set +a &&
+WORKERS ?= 3
+
+.PHONY: help venv system-deps services services-stop stop status run test lint bench clean
+
+help:
+	@echo "make run     set up everything and serve on http://127.0.0.1:8000"
+	@echo "make test    set up everything and run the full test suite"
+	@echo "make stop    stop PostgreSQL and Redis started by this checkout"
+	@echo "make status  show the local services"
+	@echo "make lint    ruff"
+	@echo "make bench   run the benchmarks (results in bench/RESULTS.md)"
+
+$(DEPS_STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.deps-*
+	touch $@
+
+venv: $(DEPS_STAMP)
+
+system-deps:
+	scripts/system-deps
+
+services: system-deps
+	$(SERVICES) start
+
+services-stop stop:
+	$(SERVICES) stop
+
+status:
+	$(SERVICES) status
+
+run: venv services
+	$(WITH_ENV) $(BIN)/python manage.py migrate --noinput
+	$(WITH_ENV) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(WITH_ENV) $(BIN)/python manage.py localadmin
+	@echo ""
+	@echo "  Site:        http://127.0.0.1:8000/items/"
+	@echo "  Admin:       http://127.0.0.1:8000/admin/"
+	@echo "  Dashboard:   http://127.0.0.1:8000/admin/connection-pools/"
+	@echo "  API:         http://127.0.0.1:8000/api/v1/admin/connection-pools/stats"
+	@echo "  API docs:    http://127.0.0.1:8000/api/v1/admin/connection-pools/docs/"
+	@echo "  Metrics:     http://127.0.0.1:8000/metrics"
+	@echo "  Stop with Ctrl-C, then 'make stop' to stop PostgreSQL and Redis."
+	@echo ""
+	$(WITH_ENV) exec $(BIN)/gunicorn project.wsgi --bind 127.0.0.1:8000 --workers $(WORKERS) --threads 4 \
+		--access-logfile - --graceful-timeout 5 --config python:project.gunicorn_conf
+
+test: venv services
+	$(BIN)/python -m playwright --version >/dev/null
+	$(WITH_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: venv services
+	$(WITH_ENV) $(BIN)/python bench/run_all.py
+
+clean: stop
+	rm -rf $(VENV) staticfiles test-artifacts

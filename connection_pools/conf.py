@@ -1,0 +1,124 @@
+"""The app's settings: one namespaced dict, ``settings.CONNECTION_POOLS``.
+
+Defaults live in :data:`DEFAULTS`; user values are merged over them lazily (one
+level deep for nested dicts) and the merged result is cached until Django's
+``setting_changed`` signal says the setting moved, so ``override_settings`` works
+in tests. Nothing is ever written back into ``django.conf.settings``.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+#: The guide's six PostgreSQL pool settings, with the guide's defaults.
+DATABASE_POOL_DEFAULTS: dict[str, Any] = {
+    "pool_size": 10,  # connections kept open and ready (psycopg min_size)
+    "max_overflow": 20,  # extra connections under load (max_size = size + overflow)
+    "pool_timeout": 30.0,  # seconds a checkout may wait before it fails
+    "pool_recycle": 3600.0,  # seconds a connection may live (psycopg max_lifetime)
+    "pool_pre_ping": True,  # test a connection before handing it out
+    "pool_use_lifo": True,  # hand out the most recently returned connection first
+}
+
+#: The guide's Redis pool settings. ``cache`` is the larger, high-throughput pool.
+REDIS_POOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "main": {
+        "url": "redis://127.0.0.1:56379/0",
+        "max_connections": 10,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+        "health_check_interval": 30,
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 2.0,
+        # A blocking pool queues a burst beyond max_connections instead of failing.
+        "blocking": True,
+        "blocking_timeout": 5.0,
+    },
+    "cache": {
+        "url": "redis://127.0.0.1:56379/1",
+        "max_connections": 50,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+        "health_check_interval": 30,
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 2.0,
+        "blocking": True,
+        "blocking_timeout": 5.0,
+    },
+}
+
+DEFAULTS: dict[str, Any] = {
+    # Defaults for every PostgreSQL alias that uses our engine; an alias may
+    # override any key in DATABASES[alias]["OPTIONS"]["pool"].
+    "DATABASE_POOL": DATABASE_POOL_DEFAULTS,
+    # Redis pools by name ("main", "cache").
+    "REDIS": REDIS_POOL_DEFAULTS,
+    # Open every pool and wait for pool_size connections when the app starts.
+    "WARM_ON_STARTUP": False,
+    # A connection held longer than this (seconds) is logged and counted.
+    "LONG_HOLD_SECONDS": 10.0,
+    # Seconds sent in Retry-After when a checkout times out (HTTP 503).
+    "RETRY_AFTER_SECONDS": 5,
+    # Cross-process statistics: how often each process publishes its snapshot
+    # to Redis, and how long a snapshot outlives a silent (dead) process.
+    "PUBLISH_INTERVAL": 5.0,
+    "SNAPSHOT_TTL": 30.0,
+    "KEY_PREFIX": "connection_pools",
+    # History kept in Redis for the dashboard charts.
+    "HISTORY_INTERVAL": 5.0,
+    "HISTORY_SECONDS": 3600.0,
+    # Health checks.
+    "HEALTH_CHECK_TIMEOUT": 2.0,
+    # Read replicas.
+    "REPLICAS": {
+        "BALANCING": "round_robin",  # or "least_busy"
+        "MAX_LAG_SECONDS": 30.0,  # a replica lagging more is skipped for reads
+        "LAG_SAMPLE_INTERVAL": 2.0,  # seconds between lag samples (never per query)
+        "COOLDOWN_SECONDS": 10.0,  # a failed replica stays out of rotation this long
+        "PIN_SECONDS": 5.0,  # read-your-writes: a client reads from the primary this long after a write
+        "PIN_COOKIE": "cp_pin",
+    },
+    # Dynamic sizing (opt-in).
+    "TUNER": {
+        "ENABLED": False,  # run the auto-tuner in the background
+        "ALLOW_APPLY": False,  # allow POST optimize / "Apply suggestions"
+        "INTERVAL": 60.0,
+        "MIN_POOL_SIZE": 1,
+        "MAX_POOL_SIZE": 50,
+        "MAX_OVERFLOW": 100,
+    },
+}
+
+
+def _merge(defaults: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(defaults)
+    for key, value in user.items():
+        if isinstance(merged.get(key), dict) and isinstance(value, dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@cache
+def get_config() -> dict[str, Any]:
+    """Return the effective ``CONNECTION_POOLS`` settings (defaults merged with the user's)."""
+    user = getattr(settings, "CONNECTION_POOLS", {}) or {}
+    return _merge(DEFAULTS, user)
+
+
+def get(key: str) -> Any:
+    """Return one top-level key of the effective settings."""
+    return get_config()[key]
+
+
+@receiver(setting_changed)
+def _clear_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CONNECTION_POOLS":
+        get_config.cache_clear()

@@ -1,0 +1,122 @@
+"""Settings of the example project. Everything tunable comes from the environment
+(see ``connection_pools.env`` and the README's table)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from connection_pools import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env.env_bool(os.environ, "DEBUG", False)
+SECRET_KEY = env.secret_key(debug=DEBUG)
+ALLOWED_HOSTS = env.env_list(os.environ, "ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "connection_pools",
+    "project.workload",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "connection_pools.middleware.PoolStatsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
+
+# PostgreSQL primary ("default") and replicas ("replica1", ...) from DATABASE_URL
+# and DATABASE_REPLICA_URLS, on our pooled engine.
+DATABASES = env.databases()
+DATABASE_ROUTERS = ["connection_pools.routers.ReplicaRouter"]
+
+# The guide's pool settings (DATABASE_POOL_*, REDIS_*), validated.
+CONNECTION_POOLS = env.connection_pools()
+
+# Django's cache framework on the Redis cache pool (django-redis).
+CACHES = env.caches(CONNECTION_POOLS["REDIS"])
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# The example project serves its own static files (admin CSS, dashboard JS) so
+# it works without a front web server; turn off behind one.
+SERVE_STATIC = env.env_bool(os.environ, "SERVE_STATIC", True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Connection pools admin API",
+    "DESCRIPTION": "Statistics, health, recommendations and configuration of the connection pools.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "connection_pools": {"level": os.environ.get("CONNECTION_POOLS_LOG_LEVEL", "INFO")},
+    },
+}

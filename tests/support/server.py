@@ -1,0 +1,108 @@
+"""A real gunicorn serving the project, for multi-process and end-to-end tests.
+
+The workers use the test database (the one pytest-django created) so tests can
+see and count what the server wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from django.db import connections
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _with_db_name(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def test_database_env() -> dict[str, str]:
+    """DATABASE_URL / DATABASE_REPLICA_URLS rewritten to the test database's name."""
+    from connection_pools import env
+
+    name = connections["default"].settings_dict["NAME"]
+    primary = os.environ.get("DATABASE_URL", env.DEFAULT_DATABASE_URL)
+    replicas = env.env_list(os.environ, "DATABASE_REPLICA_URLS", env.DEFAULT_REPLICA_URLS)
+    return {
+        "DATABASE_URL": _with_db_name(primary, name),
+        "DATABASE_REPLICA_URLS": ",".join(_with_db_name(url, name) for url in replicas),
+    }
+
+
+class GunicornServer:
+    """``with GunicornServer(workers=3) as server: server.get("/items/")``."""
+
+    def __init__(self, *, workers: int = 3, threads: int = 4, env: Mapping[str, str] | None = None,
+                 timeout: float = 60.0, extra_args: list[str] | None = None) -> None:
+        self.workers = workers
+        self.threads = threads
+        self.port = free_port()
+        self.env = {**os.environ, **test_database_env(), **(env or {})}
+        self.timeout = timeout
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = ROOT / "test-artifacts" / f"gunicorn-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> GunicornServer:
+        self.log_path.parent.mkdir(exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--threads", str(self.threads), "--graceful-timeout", "5",
+             "--config", "python:project.gunicorn_conf", *self.extra_args],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/one-query/", timeout=5) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"gunicorn did not answer in {self.timeout}s:\n{self.log_path.read_text()[-4000:]}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the current workers (children of the master)."""
+        assert self.process is not None
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
