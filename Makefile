@@ -2,6 +2,7 @@
 #   make run    - set up, start PostgreSQL (primary + replica) and Redis, migrate, serve on 127.0.0.1:8000
 #   make test   - set up, start the services, run the full test suite
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -25,7 +26,8 @@ help:
 $(DEPS_STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 \
+		| { grep -v "^WARNING: Location '.*' is ignored" || true; }
 	rm -f $(VENV)/.deps-*
 	touch $@
 

@@ -31,3 +31,27 @@ def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list
             )
         )
     return errors
+
+
+@register()
+def check_replica_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """connection_pools.E101: bad REPLICAS values; W101: replicas but no ReplicaRouter."""
+    from django.conf import settings
+
+    from . import replicas
+
+    messages: list[Any] = [
+        Error(f"CONNECTION_POOLS['REPLICAS']: {problem}", hint="See docs/read-replicas.md.", id="connection_pools.E101")
+        for problem in replicas.settings_problems(conf.get("REPLICAS"))
+    ]
+    routers = [r if isinstance(r, str) else f"{type(r).__module__}.{type(r).__qualname__}"
+               for r in getattr(settings, "DATABASE_ROUTERS", [])]
+    if not messages and replicas.replica_aliases() and "connection_pools.routers.ReplicaRouter" not in routers:
+        from django.core.checks import Warning as CheckWarning
+
+        messages.append(CheckWarning(
+            f"Replica aliases {replicas.replica_aliases()} are configured but no read is routed to them.",
+            hint="Add 'connection_pools.routers.ReplicaRouter' to DATABASE_ROUTERS.",
+            id="connection_pools.W101",
+        ))
+    return messages

@@ -39,6 +39,8 @@ REDIS_POOL_DEFAULTS: dict[str, dict[str, Any]] = {
         # A blocking pool queues a burst beyond max_connections instead of failing.
         "blocking": True,
         "blocking_timeout": 5.0,
+        # Connections opened per process when warming (WARM_ON_STARTUP).
+        "warm_connections": 2,
     },
     "cache": {
         "url": "redis://127.0.0.1:56379/1",
@@ -50,6 +52,7 @@ REDIS_POOL_DEFAULTS: dict[str, dict[str, Any]] = {
         "socket_timeout": 2.0,
         "blocking": True,
         "blocking_timeout": 5.0,
+        "warm_connections": 4,
     },
 }
 
@@ -83,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
         "COOLDOWN_SECONDS": 10.0,  # a failed replica stays out of rotation this long
         "PIN_SECONDS": 5.0,  # read-your-writes: a client reads from the primary this long after a write
         "PIN_COOKIE": "cp_pin",
+        "ALIASES": None,  # replica aliases; None: every alias whose TEST MIRROR is "default"
     },
     # Dynamic sizing (opt-in).
     "TUNER": {

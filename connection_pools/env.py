@@ -186,7 +186,8 @@ def databases(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
 
 
 def redis_pools(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
-    """The Redis pools' settings from ``REDIS_URL``, ``REDIS_CACHE_URL``, ``REDIS_POOL_SIZE``, ``REDIS_MAX_CONNECTIONS``."""
+    """The Redis pools' settings from ``REDIS_URL``, ``REDIS_CACHE_URL``, ``REDIS_POOL_SIZE``,
+    ``REDIS_MAX_CONNECTIONS`` and the ``REDIS_POOL_*`` / ``REDIS_SOCKET_*`` knobs both pools share."""
     environ = os.environ if environ is None else environ
     main = dict(REDIS_POOL_DEFAULTS["main"])
     cache = dict(REDIS_POOL_DEFAULTS["cache"])
@@ -194,7 +195,30 @@ def redis_pools(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
     cache["url"] = parse_redis_url("REDIS_CACHE_URL", environ.get("REDIS_CACHE_URL", DEFAULT_REDIS_CACHE_URL))
     main["max_connections"] = env_int(environ, "REDIS_POOL_SIZE", main["max_connections"], minimum=1)
     cache["max_connections"] = env_int(environ, "REDIS_MAX_CONNECTIONS", cache["max_connections"], minimum=1)
+    # Settings both pools share; see docs/redis-pools.md.
+    for pool in (main, cache):
+        pool["blocking"] = env_bool(environ, "REDIS_POOL_BLOCKING", pool["blocking"])
+        pool["blocking_timeout"] = env_float(environ, "REDIS_POOL_TIMEOUT", pool["blocking_timeout"], strict=True)
+        pool["socket_timeout"] = env_float(environ, "REDIS_SOCKET_TIMEOUT", pool["socket_timeout"], strict=True)
+        pool["socket_connect_timeout"] = env_float(
+            environ, "REDIS_SOCKET_CONNECT_TIMEOUT", pool["socket_connect_timeout"], strict=True)
+        pool["health_check_interval"] = env_int(
+            environ, "REDIS_HEALTH_CHECK_INTERVAL", pool["health_check_interval"], minimum=0)
     return {"main": main, "cache": cache}
+
+
+def replica_settings(environ: Environ) -> dict[str, Any]:
+    """Read-replica routing settings from ``DATABASE_REPLICA_*`` (see docs/read-replicas.md)."""
+    balancing = environ.get("DATABASE_REPLICA_BALANCING", "").strip().lower() or "round_robin"
+    if balancing not in ("round_robin", "least_busy"):
+        raise _bad("DATABASE_REPLICA_BALANCING", balancing, "round_robin or least_busy")
+    return {
+        "BALANCING": balancing,
+        "MAX_LAG_SECONDS": env_float(environ, "DATABASE_REPLICA_MAX_LAG", 30.0),
+        "LAG_SAMPLE_INTERVAL": env_float(environ, "DATABASE_REPLICA_LAG_INTERVAL", 2.0, strict=True),
+        "COOLDOWN_SECONDS": env_float(environ, "DATABASE_REPLICA_COOLDOWN", 10.0),
+        "PIN_SECONDS": env_float(environ, "DATABASE_REPLICA_PIN_SECONDS", 5.0),
+    }
 
 
 def connection_pools(environ: Environ | None = None) -> dict[str, Any]:
@@ -204,10 +228,23 @@ def connection_pools(environ: Environ | None = None) -> dict[str, Any]:
         "DATABASE_POOL": database_pool_settings(environ),
         "REDIS": redis_pools(environ),
         "WARM_ON_STARTUP": env_bool(environ, "CONNECTION_POOLS_WARM", False),
+        "REPLICAS": replica_settings(environ),
+        # Dashboard history: seconds between points, and seconds kept.
+        "HISTORY_INTERVAL": env_float(environ, "CONNECTION_POOLS_HISTORY_INTERVAL", 5.0, minimum=0.5),
+        "HISTORY_SECONDS": env_float(environ, "CONNECTION_POOLS_HISTORY_SECONDS", 3600.0, minimum=60.0),
         "TUNER": {
             "ENABLED": env_bool(environ, "CONNECTION_POOLS_TUNER", False),
             "ALLOW_APPLY": env_bool(environ, "CONNECTION_POOLS_TUNER_ALLOW_APPLY", False),
+            "INTERVAL": env_float(environ, "CONNECTION_POOLS_TUNER_INTERVAL", 60.0, minimum=1.0),
+            "MIN_POOL_SIZE": env_int(environ, "CONNECTION_POOLS_TUNER_MIN_POOL_SIZE", 1, minimum=1),
+            "MAX_POOL_SIZE": env_int(environ, "CONNECTION_POOLS_TUNER_MAX_POOL_SIZE", 50, minimum=1),
+            "MAX_OVERFLOW": env_int(environ, "CONNECTION_POOLS_TUNER_MAX_OVERFLOW", 100, minimum=0),
         },
+        # Cross-process statistics (docs/api.md): Redis key prefix, publish interval, snapshot TTL.
+        "KEY_PREFIX": environ.get("CONNECTION_POOLS_KEY_PREFIX", "").strip() or "connection_pools",
+        "PUBLISH_INTERVAL": env_float(environ, "CONNECTION_POOLS_PUBLISH_INTERVAL", 5.0, minimum=0.1),
+        "SNAPSHOT_TTL": env_float(environ, "CONNECTION_POOLS_SNAPSHOT_TTL", 30.0, minimum=1.0),
+        "HEALTH_CHECK_TIMEOUT": env_float(environ, "CONNECTION_POOLS_HEALTH_CHECK_TIMEOUT", 2.0, strict=True),
     }
 
 
@@ -225,24 +262,36 @@ def secret_key(environ: Environ | None = None, *, debug: bool) -> str:
 
 
 def caches(redis: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``CACHES``: Django's cache framework on the Redis *cache* pool (django-redis)."""
+    """``CACHES``: Django's cache framework on the Redis *cache* pool (django-redis).
+
+    The pool is our instrumented redis-py pool (``connection_pools.pools.redis``), so
+    every setting reaches it and its statistics are recorded as ``redis_cache``.
+    """
     cache = redis["cache"]
+    blocking = bool(cache["blocking"])
+    pool_kwargs: dict[str, Any] = {
+        "pool_name": "cache",
+        "max_connections": cache["max_connections"],
+        "socket_keepalive": cache["socket_keepalive"],
+        "retry_on_timeout": cache["retry_on_timeout"],
+        "health_check_interval": cache["health_check_interval"],
+    }
+    if blocking:
+        pool_kwargs["timeout"] = cache["blocking_timeout"]
+    pool_class = "InstrumentedBlockingConnectionPool" if blocking else "InstrumentedConnectionPool"
     return {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "connection_pools.cache.RedisCache",
             "LOCATION": cache["url"],
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "CONNECTION_POOL_KWARGS": {
-                    "max_connections": cache["max_connections"],
-                    "socket_keepalive": cache["socket_keepalive"],
-                    "retry_on_timeout": cache["retry_on_timeout"],
-                    "health_check_interval": cache["health_check_interval"],
-                },
+                "CONNECTION_POOL_CLASS": f"connection_pools.pools.redis.{pool_class}",
+                "CONNECTION_POOL_KWARGS": pool_kwargs,
                 "SOCKET_CONNECT_TIMEOUT": cache["socket_connect_timeout"],
                 "SOCKET_TIMEOUT": cache["socket_timeout"],
-                # A cache outage degrades to misses instead of 500s.
+                # A cache outage degrades to misses instead of 500s, reported once per interval.
                 "IGNORE_EXCEPTIONS": True,
+                "OUTAGE_LOG_INTERVAL": 60,
             },
         }
     }

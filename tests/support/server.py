@@ -47,6 +47,20 @@ def test_database_env() -> dict[str, str]:
     }
 
 
+_static_collected = False
+
+
+def collect_static_once() -> None:
+    """``collectstatic`` into STATIC_ROOT once per test session, so servers serve the admin's
+    and the dashboard's CSS/JS (the project serves STATIC_ROOT at /static/)."""
+    global _static_collected
+    if not _static_collected:
+        from django.core.management import call_command
+
+        call_command("collectstatic", interactive=False, verbosity=0)
+        _static_collected = True
+
+
 class GunicornServer:
     """``with GunicornServer(workers=3) as server: server.get("/items/")``."""
 
@@ -67,6 +81,7 @@ class GunicornServer:
 
     def __enter__(self) -> GunicornServer:
         self.log_path.parent.mkdir(exist_ok=True)
+        collect_static_once()
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
@@ -75,6 +90,7 @@ class GunicornServer:
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        log.close()  # the child has its own copy; an open handle here is a ResourceWarning (an error in tests)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,0 +1,72 @@
+"""``GET /api/v1/admin/connection-pools/history?pool=...&minutes=...``: the charts' time series."""
+
+from __future__ import annotations
+
+import math
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .. import history
+from ..service import connection_pool_service
+from . import serializers as s
+from .views import ERRORS, AdminAPIView, bad_request
+
+
+class HistoryPointSerializer(serializers.Serializer):
+    """One sample of one pool (``errors`` and ``timeouts`` are cumulative counters)."""
+
+    t = serializers.FloatField(help_text="Unix time of the sample.")
+    active = serializers.IntegerField(allow_null=True)
+    size = serializers.IntegerField(allow_null=True)
+    max_size = serializers.IntegerField(allow_null=True)
+    available = serializers.IntegerField(allow_null=True)
+    waiting = serializers.IntegerField(allow_null=True)
+    wait_p95 = serializers.FloatField(allow_null=True, help_text="Seconds.")
+    errors = serializers.IntegerField(allow_null=True)
+    timeouts = serializers.IntegerField(allow_null=True)
+    replica_lag_seconds = serializers.FloatField(allow_null=True)
+
+
+class HistorySerializer(serializers.Serializer):
+    """Points per pool name, oldest first."""
+
+    interval = serializers.FloatField(help_text="Seconds between two samples.")
+    retention_seconds = serializers.FloatField(help_text="Seconds of history kept.")
+    series = serializers.DictField(child=HistoryPointSerializer(many=True))
+
+
+class PoolHistoryView(AdminAPIView):
+    """Each pool's key figures over the last ``minutes``, sampled every ``HISTORY_INTERVAL`` seconds."""
+
+    @extend_schema(
+        summary="Pool history (dashboard charts)",
+        parameters=[
+            OpenApiParameter("pool", OpenApiTypes.STR, description="One pool (e.g. db_default); every pool if absent."),
+            OpenApiParameter("minutes", OpenApiTypes.NUMBER, description="Window: > 0, at most the retention."),
+        ],
+        responses={200: HistorySerializer, 400: s.ErrorSerializer, 503: s.ErrorSerializer, **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        raw_minutes = request.query_params.get("minutes", "60")
+        try:
+            minutes = float(raw_minutes)
+        except ValueError:
+            minutes = math.nan
+        max_minutes = history.retention() / 60.0
+        if not math.isfinite(minutes) or minutes <= 0 or minutes > max_minutes:
+            expected = f"a number > 0 and at most {max_minutes:g} expected, got {raw_minutes!r}."
+            return bad_request({"minutes": [expected]})
+        pool = request.query_params.get("pool") or None
+        if pool is not None:
+            known = connection_pool_service.pool_names()
+            if pool not in known:
+                return bad_request({"pool": [f"unknown pool {pool!r}; known pools: {', '.join(known)}."]})
+        try:
+            data = connection_pool_service.history(pool, minutes)
+        except history.HistoryUnavailable as exc:
+            return Response({"detail": f"History is unavailable: {exc}"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(data)

@@ -1,0 +1,173 @@
+"""Serializers of the admin API: query/body parameters (validated, 400 on bad input) and
+response shapes (for the OpenAPI schema; responses come from the service as plain dicts)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+# --- parameters -------------------------------------------------------------------------------
+class StatsQuerySerializer(serializers.Serializer):
+    """``GET stats?per_process=1``."""
+
+    per_process = serializers.BooleanField(required=False, default=False,
+                                           help_text="Add a per-process breakdown (`1`/`0`, `true`/`false`).")
+
+
+class ResetStatsSerializer(serializers.Serializer):
+    """``POST reset-stats`` body (or query): ``pool`` to reset one pool, absent for all."""
+
+    pool = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=200,
+                                 help_text="Pool name, e.g. `db_default` or `redis_cache`; absent: every pool.")
+
+
+# --- responses --------------------------------------------------------------------------------
+class DurationSummarySerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    mean = serializers.FloatField(help_text="seconds")
+    max = serializers.FloatField(help_text="seconds")
+    p50 = serializers.FloatField(help_text="seconds")
+    p95 = serializers.FloatField(help_text="seconds")
+    p99 = serializers.FloatField(help_text="seconds")
+
+
+class DatabasePoolConfigSerializer(serializers.Serializer):
+    pool_size = serializers.IntegerField(allow_null=True)
+    max_overflow = serializers.IntegerField(allow_null=True)
+    pool_timeout = serializers.FloatField(allow_null=True)
+    pool_recycle = serializers.FloatField(allow_null=True)
+    pool_pre_ping = serializers.BooleanField(allow_null=True)
+    pool_use_lifo = serializers.BooleanField(allow_null=True)
+
+
+class DatabasePoolSerializer(serializers.Serializer):
+    pool = serializers.CharField(help_text="`db_<alias>`")
+    kind = serializers.ChoiceField(choices=["postgresql", "persistent"])
+    role = serializers.ChoiceField(choices=["primary", "replica"])
+    active_connections = serializers.IntegerField()
+    peak_connections = serializers.IntegerField()
+    process_peak = serializers.IntegerField(help_text="Largest peak of any one process.")
+    connections_created = serializers.IntegerField()
+    connections_closed = serializers.IntegerField()
+    average_wait_time = serializers.FloatField(help_text="seconds")
+    pool_size = serializers.IntegerField(help_text="Sum over processes.")
+    overflow = serializers.IntegerField(help_text="Connections open beyond pool_size now.")
+    max_overflow = serializers.IntegerField()
+    max_size = serializers.IntegerField()
+    available_connections = serializers.IntegerField()
+    waiting = serializers.IntegerField()
+    checkouts = serializers.IntegerField()
+    connection_errors = serializers.IntegerField()
+    timeouts = serializers.IntegerField()
+    recycled = serializers.IntegerField()
+    recycle_rate_per_minute = serializers.FloatField()
+    pre_ping_failures = serializers.IntegerField()
+    long_holds = serializers.IntegerField()
+    fallbacks = serializers.IntegerField()
+    wait_time = DurationSummarySerializer()
+    hold_time = DurationSummarySerializer()
+    replica_lag_seconds = serializers.FloatField(allow_null=True)
+    in_rotation = serializers.BooleanField(allow_null=True)
+    processes = serializers.IntegerField()
+    window_seconds = serializers.FloatField()
+    config = DatabasePoolConfigSerializer()
+
+
+class RedisPoolSerializer(serializers.Serializer):
+    pool = serializers.CharField(help_text="`redis_<name>`")
+    kind = serializers.CharField()
+    in_use_connections = serializers.IntegerField()
+    available_connections = serializers.IntegerField()
+    created_connections = serializers.IntegerField()
+    max_connections = serializers.IntegerField()
+    peak_in_use = serializers.IntegerField()
+    checkouts = serializers.IntegerField()
+    connection_errors = serializers.IntegerField()
+    timeouts = serializers.IntegerField()
+    wait_time = DurationSummarySerializer()
+    config = serializers.DictField()
+
+
+class RecommendationSerializer(serializers.Serializer):
+    pool = serializers.CharField()
+    rule = serializers.CharField()
+    issue = serializers.CharField()
+    suggestion = serializers.CharField()
+    severity = serializers.ChoiceField(choices=["high", "medium", "low"])
+    current_value = serializers.JSONField(allow_null=True)
+    suggested_value = serializers.JSONField(allow_null=True)
+    setting = serializers.CharField(allow_blank=True)
+
+
+class ProcessSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    age_seconds = serializers.FloatField()
+
+
+class ProcessesSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    list = ProcessSerializer(many=True)
+
+
+class StatsSerializer(serializers.Serializer):
+    database_pools = serializers.DictField(child=DatabasePoolSerializer())
+    redis_pools = serializers.DictField(child=RedisPoolSerializer())
+    recommendations = RecommendationSerializer(many=True)
+    processes = ProcessesSerializer()
+    source = serializers.ChoiceField(choices=["cluster", "local"])
+    redis_available = serializers.BooleanField()
+    generated_at = serializers.FloatField()
+    per_process = serializers.DictField(required=False)
+
+
+class PoolCheckSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    healthy = serializers.BooleanField()
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    replica_lag_seconds = serializers.FloatField(allow_null=True, required=False)
+    in_rotation = serializers.BooleanField(allow_null=True, required=False)
+
+
+class ServerBudgetSerializer(serializers.Serializer):
+    max_connections = serializers.IntegerField(allow_null=True)
+    reserved = serializers.IntegerField(allow_null=True)
+    available = serializers.IntegerField(allow_null=True)
+    configured_total = serializers.IntegerField()
+    processes = serializers.IntegerField()
+    ok = serializers.BooleanField(allow_null=True)
+    servers = serializers.ListField(child=serializers.DictField())
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
+    checked_at = serializers.FloatField()
+    pools = serializers.DictField(child=PoolCheckSerializer())
+    server_budget = ServerBudgetSerializer()
+
+
+class SizingChangeSerializer(serializers.Serializer):
+    pool = serializers.CharField()
+    alias = serializers.CharField()
+    setting = serializers.CharField()
+    old = serializers.IntegerField()
+    new = serializers.IntegerField()
+
+
+class OptimizeSerializer(serializers.Serializer):
+    performed = SizingChangeSerializer(many=True)
+    suggested = SizingChangeSerializer(many=True)
+    recommendations = RecommendationSerializer(many=True)
+    source = serializers.CharField()
+
+
+class ResetResultSerializer(serializers.Serializer):
+    reset = serializers.CharField(help_text="The pool reset, or `all`.")
+    scope = serializers.CharField(help_text="`cluster` (every process) or `local` (Redis unavailable).")
+    epoch = serializers.IntegerField(allow_null=True)
+    reset_at = serializers.FloatField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,122 @@
+"""The admin API under ``/api/v1/admin/connection-pools/``: thin views over the service facade.
+
+Admin-only (``IsAdminUser``) with token and session authentication: anonymous callers
+get 401 (token authentication comes first, so DRF sends ``WWW-Authenticate: Token``),
+non-staff users 403, both with a JSON ``detail``; session writes need the CSRF token.
+Bad parameters get 400 with a message. No logic lives here: the dashboard,
+``poolstats`` and ``/metrics`` read the same service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import conf
+from ..service import UnknownPool, connection_pool_service
+from . import serializers as s
+
+ERRORS = {
+    401: OpenApiResponse(s.ErrorSerializer, description="Not authenticated."),
+    403: OpenApiResponse(s.ErrorSerializer, description="Not a staff user."),
+}
+
+
+def bad_request(errors: dict[str, Any]) -> Response:
+    """400 with a one-line message and the field errors."""
+    message = "; ".join(f"{field}: {' '.join(str(e) for e in msgs)}" for field, msgs in errors.items())
+    return Response({"detail": f"Invalid parameters - {message}", "errors": errors},
+                    status=status.HTTP_400_BAD_REQUEST)
+
+
+class AdminAPIView(APIView):
+    """Base view: admin-only, token then session authentication."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAdminUser]
+
+
+class StatsView(AdminAPIView):
+    """Pool statistics aggregated over every live server process."""
+
+    @extend_schema(
+        summary="Pool statistics",
+        parameters=[OpenApiParameter("per_process", OpenApiTypes.BOOL, description="Add a per-process breakdown.")],
+        responses={200: s.StatsSerializer, 400: s.ErrorSerializer, **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = s.StatsQuerySerializer(data=request.query_params)
+        if not params.is_valid():
+            return bad_request(params.errors)
+        return Response(connection_pool_service.pool_stats(per_process=params.validated_data["per_process"]))
+
+
+class HealthView(AdminAPIView):
+    """Every pool checked with its latency; 503 when unhealthy (for load balancers)."""
+
+    @extend_schema(summary="Pool health", responses={200: s.HealthSerializer, 503: s.HealthSerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        result = connection_pool_service.health()
+        code = status.HTTP_503_SERVICE_UNAVAILABLE if result["status"] == "unhealthy" else status.HTTP_200_OK
+        return Response(result, status=code)
+
+
+class OptimizeView(AdminAPIView):
+    """GET: the sizing changes the recommendations call for. POST: apply them (when allowed)."""
+
+    @extend_schema(summary="Optimization suggestions", responses={200: s.OptimizeSerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        return Response(connection_pool_service.optimize(apply=False))
+
+    @extend_schema(summary="Apply the sizing suggestions", request=None,
+                   responses={200: s.OptimizeSerializer, **ERRORS})
+    def post(self, request: Request) -> Response:
+        if not conf.get("TUNER").get("ALLOW_APPLY"):
+            return Response(
+                {"detail": "Applying suggestions is disabled: set CONNECTION_POOLS['TUNER']['ALLOW_APPLY'] "
+                           "(env CONNECTION_POOLS_TUNER_ALLOW_APPLY=true) to allow it."},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        return Response(connection_pool_service.optimize(apply=True, reason=f"api by {request.user}"))
+
+
+class ConfigView(AdminAPIView):
+    """The effective settings of every pool; every password and secret masked."""
+
+    @extend_schema(summary="Pool configuration", responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def get(self, request: Request) -> Response:
+        return Response(connection_pool_service.config())
+
+
+class ResetStatsView(AdminAPIView):
+    """Reset statistics (one pool, or all) in every process."""
+
+    @extend_schema(summary="Reset statistics", request=s.ResetStatsSerializer,
+                   responses={200: s.ResetResultSerializer, 400: s.ErrorSerializer,
+                              404: s.ErrorSerializer, **ERRORS})
+    def post(self, request: Request) -> Response:
+        data = request.data if hasattr(request.data, "get") and request.data else request.query_params
+        params = s.ResetStatsSerializer(data=data)
+        if not params.is_valid():
+            return bad_request(params.errors)
+        pool = params.validated_data.get("pool") or None
+        try:
+            return Response(connection_pool_service.reset_stats(pool))
+        except UnknownPool as exc:
+            return Response({"detail": str(exc.args[0])}, status=status.HTTP_404_NOT_FOUND)
+
+
+class RecommendationsView(AdminAPIView):
+    """The current recommendations, most severe first."""
+
+    @extend_schema(summary="Recommendations", responses={200: s.RecommendationSerializer(many=True), **ERRORS})
+    def get(self, request: Request) -> Response:
+        return Response(connection_pool_service.recommendations())

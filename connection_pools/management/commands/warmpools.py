@@ -1,0 +1,44 @@
+"""``manage.py warmpools``: open the PostgreSQL pools now and wait for ``pool_size`` connections."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from connection_pools.pools.postgres import pooled_aliases, warm_pools
+
+
+class Command(BaseCommand):
+    help = "Open the PostgreSQL pools and wait until each holds pool_size connections; report what was opened."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("aliases", nargs="*", help="database aliases (default: every pooled alias)")
+        parser.add_argument("--timeout", type=float, default=None,
+                            help="seconds to wait per pool (default: its pool_timeout)")
+        parser.add_argument("--json", action="store_true", dest="as_json", help="print the report as JSON")
+
+    def handle(self, *args: Any, aliases: list[str], timeout: float | None = None, as_json: bool = False,
+               **options: Any) -> None:
+        known = pooled_aliases()
+        unknown = [alias for alias in aliases if alias not in known]
+        if unknown:
+            raise CommandError(
+                f"not a pooled database alias: {', '.join(unknown)} (pooled: {', '.join(known) or 'none'})"
+            )
+        if timeout is not None and timeout <= 0:
+            raise CommandError("--timeout must be a number of seconds > 0")
+        reports = warm_pools(list(aliases) or None, timeout=timeout)
+        if as_json:
+            self.stdout.write(json.dumps(reports, indent=2))
+        else:
+            for r in reports:
+                status = "ready" if r["ready"] else f"NOT READY: {r['error']}"
+                self.stdout.write(
+                    f"{r['pool']}: {r['open']}/{r['wanted']} connections open in {r['seconds']:.3f}s ({status})"
+                )
+        failed = [r["pool"] for r in reports if not r["ready"]]
+        if failed:
+            raise CommandError(f"pools not ready: {', '.join(failed)}")
+

@@ -1,0 +1,7 @@
+"""Pool adapters: one module per pool kind, all recording into :mod:`connection_pools.stats`.
+
+* :mod:`.postgres` - the instrumented psycopg pool behind our PostgreSQL engine
+  (``get_pool``, ``resize_pool``, ``warm_pools``, ``ping``);
+* :mod:`.persistent` - statistics for ``CONN_MAX_AGE`` aliases without a pool;
+* :mod:`.requestctx` - the request a checkout belongs to (set by the middleware).
+"""

@@ -1,0 +1,332 @@
+"""The replica set of this process: health, cool-down, lag and balancing.
+
+* Health and lag are **sampled** by a background job every ``LAG_SAMPLE_INTERVAL``
+  seconds on a dedicated short-lived connection with short connect/statement
+  timeouts, never per query and never from the request pools (a hung replica
+  cannot eat pool slots).
+* A replica connection error seen by a request (:func:`mark_failed`) takes the
+  replica out of rotation at once for ``COOLDOWN_SECONDS``; it returns when a
+  sample after the cool-down succeeds.
+* :func:`pick` hands out only replicas in rotation (healthy, out of cool-down,
+  lag <= ``MAX_LAG_SECONDS``), round-robin or least-busy by the pools' live
+  ``active`` counts.
+
+State is per process (each gunicorn worker samples and fails over on its own).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+
+from . import background, conf, stats
+from .routing import PRIMARY
+
+logger = logging.getLogger(__name__)
+
+BALANCING_CHOICES = ("round_robin", "least_busy")
+_NUMBERS = ("MAX_LAG_SECONDS", "LAG_SAMPLE_INTERVAL", "COOLDOWN_SECONDS", "PIN_SECONDS")
+
+# Gauge and counter keys this module records into each replica's PoolStats.
+LAG_GAUGE = "replica_lag_seconds"
+IN_ROTATION_GAUGE = "in_rotation"
+OUT_OF_ROTATION_GAUGE = "out_of_rotation_seconds"
+ROTATION_EXITS = "rotation_exits"
+
+LAG_SQL = """
+SELECT pg_is_in_recovery(),
+       coalesce(pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn(), false),
+       pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()),
+       EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())
+"""
+
+
+# --- settings ------------------------------------------------------------------------
+def settings_problems(config: dict[str, Any]) -> list[str]:
+    """Human-readable problems in ``CONNECTION_POOLS["REPLICAS"]`` (empty when valid)."""
+    problems = []
+    if config.get("BALANCING") not in BALANCING_CHOICES:
+        problems.append(f"BALANCING is {config.get('BALANCING')!r}; expected one of {', '.join(BALANCING_CHOICES)}.")
+    for key in _NUMBERS:
+        value = config.get(key)
+        bad = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0
+        if not bad and key == "LAG_SAMPLE_INTERVAL" and value <= 0:
+            bad = True
+        if bad:
+            minimum = "> 0" if key == "LAG_SAMPLE_INTERVAL" else ">= 0"
+            problems.append(f"{key} is {value!r}; expected a number of seconds {minimum}.")
+    cookie = config.get("PIN_COOKIE")
+    if not isinstance(cookie, str) or not cookie or not cookie.replace("_", "").replace("-", "").isalnum():
+        problems.append(f"PIN_COOKIE is {cookie!r}; expected a cookie name of letters, digits, '-' and '_'.")
+    aliases = config.get("ALIASES")
+    if aliases is not None:
+        if not isinstance(aliases, list | tuple) or not all(isinstance(a, str) for a in aliases):
+            problems.append(f"ALIASES is {aliases!r}; expected a list of database aliases or None.")
+        else:
+            unknown = [a for a in aliases if a not in connections.settings or a == PRIMARY]
+            if unknown:
+                problems.append(f"ALIASES names {unknown!r}, which are not replica aliases in DATABASES.")
+    return problems
+
+
+def replica_settings() -> dict[str, Any]:
+    """The validated ``REPLICAS`` settings; ImproperlyConfigured names every bad value."""
+    config = conf.get("REPLICAS")
+    problems = settings_problems(config)
+    if problems:
+        raise ImproperlyConfigured("CONNECTION_POOLS['REPLICAS']: " + " ".join(problems))
+    return config
+
+
+def replica_aliases() -> list[str]:
+    """The replica aliases: ``REPLICAS["ALIASES"]``, else every alias that mirrors the primary."""
+    configured = conf.get("REPLICAS").get("ALIASES")
+    if configured is not None:
+        return list(configured)
+    return [
+        alias
+        for alias, settings_dict in connections.settings.items()
+        if alias != PRIMARY and (settings_dict.get("TEST") or {}).get("MIRROR") == PRIMARY
+    ]
+
+
+# --- state ---------------------------------------------------------------------------
+@dataclass
+class ReplicaState:
+    """What this process knows about one replica."""
+
+    alias: str
+    healthy: bool = True  # optimistic until a sample or a request says otherwise
+    sampled: bool = False
+    in_recovery: bool | None = None
+    lag_seconds: float | None = None
+    lag_bytes: int | None = None
+    cooldown_until: float = 0.0  # monotonic
+    out_since: float | None = None  # monotonic start of the current out-of-rotation streak
+    out_total: float = 0.0  # seconds out of rotation in finished streaks
+    last_error: str = ""
+    last_sampled_at: float | None = None  # epoch seconds
+    failures: int = 0
+
+    def rotation(self, now: float, max_lag: float) -> tuple[bool, str]:
+        """``(in_rotation, reason)`` with reason ok / cooling_down / down / lagging / lag_unknown."""
+        if not self.healthy:
+            return False, "cooling_down" if now < self.cooldown_until else "down"
+        if self.sampled and self.lag_seconds is None:
+            return False, "lag_unknown"
+        if self.lag_seconds is not None and self.lag_seconds > max_lag:
+            return False, "lagging"
+        return True, "ok"
+
+    def out_of_rotation_seconds(self, now: float) -> float:
+        return self.out_total + (now - self.out_since if self.out_since is not None else 0.0)
+
+
+_lock = threading.RLock()  # re-entrant: _state() may be called with it held
+_states: dict[str, ReplicaState] = {}
+_round_robin = itertools.count()
+
+
+def _state(alias: str) -> ReplicaState:
+    state = _states.get(alias)
+    if state is None:
+        with _lock:
+            state = _states.setdefault(alias, ReplicaState(alias))
+    return state
+
+
+def _pool_stats(alias: str) -> stats.PoolStats:
+    return stats.registry.get_or_create(stats.pool_name_for_alias(alias), "postgresql", alias=alias, role="replica")
+
+
+def _publish(state: ReplicaState, now: float, max_lag: float) -> None:
+    """Record rotation changes and refresh the replica's gauges (call with ``_lock`` held)."""
+    in_rotation, reason = state.rotation(now, max_lag)
+    pool = _pool_stats(state.alias)
+    if not in_rotation and state.out_since is None:
+        state.out_since = now
+        pool.incr(ROTATION_EXITS)
+        logger.warning("replica %s out of rotation (%s) %s", state.alias, reason, state.last_error)
+    elif in_rotation and state.out_since is not None:
+        state.out_total += now - state.out_since
+        state.out_since = None
+        logger.info("replica %s back in rotation", state.alias)
+    pool.set_gauge(LAG_GAUGE, state.lag_seconds)
+    pool.set_gauge(IN_ROTATION_GAUGE, in_rotation)
+    pool.set_gauge(OUT_OF_ROTATION_GAUGE, round(state.out_of_rotation_seconds(now), 3))
+
+
+def mark_failed(alias: str, error: BaseException | str) -> None:
+    """A connection to ``alias`` failed: out of rotation now, for ``COOLDOWN_SECONDS`` at least."""
+    config = replica_settings()
+    now = time.monotonic()
+    with _lock:
+        state = _state(alias)
+        state.healthy = False
+        state.failures += 1
+        state.cooldown_until = now + float(config["COOLDOWN_SECONDS"])
+        state.last_error = _describe(error)
+        _publish(state, now, float(config["MAX_LAG_SECONDS"]))
+
+
+def note_fallback(alias: str) -> None:
+    """A read meant for ``alias`` went to another server."""
+    _pool_stats(alias).incr(stats.FALLBACKS)
+
+
+def _describe(error: BaseException | str) -> str:
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return " ".join(str(text).split())[:300]
+
+
+# --- balancing -----------------------------------------------------------------------
+def _usable_here(alias: str) -> bool:
+    # Django's test framework replaces ``connect`` of aliases a test did not
+    # declare; routing there would only raise, so such an alias is not offered.
+    wrapper = getattr(connections._connections, alias, None)
+    return wrapper is None or type(wrapper.connect).__name__ != "_DatabaseFailure"
+
+
+def pick() -> str | None:
+    """A replica alias in rotation for the next read, or None (read from the primary).
+
+    The replica the balancing would choose if all were healthy is the one the
+    read was "meant for"; when it is out of rotation its ``fallbacks`` counter
+    goes up and the next one in rotation takes the read.
+    """
+    aliases = [alias for alias in replica_aliases() if _usable_here(alias)]
+    if not aliases:
+        return None
+    config = replica_settings()
+    now = time.monotonic()
+    max_lag = float(config["MAX_LAG_SECONDS"])
+    start = next(_round_robin) % len(aliases)
+    ordered = aliases[start:] + aliases[:start]
+    if config["BALANCING"] == "least_busy":
+        # Stable sort: equal counts keep the round-robin order, spreading ties.
+        ordered.sort(key=_active)
+    candidates = [alias for alias in ordered if _state(alias).rotation(now, max_lag)[0]]
+    if not candidates or candidates[0] != ordered[0]:
+        note_fallback(ordered[0])
+    return candidates[0] if candidates else None
+
+
+def _active(alias: str) -> int:
+    pool = stats.registry.get(stats.pool_name_for_alias(alias))
+    return pool.active if pool is not None else 0
+
+
+# --- lag sampling --------------------------------------------------------------------
+def _probe_params(alias: str, timeout: float) -> dict[str, Any]:
+    params = dict(connections[alias].get_connection_params())  # a copy: for a pooled alias it is the pool's own kwargs
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    params["connect_timeout"] = max(2, math.ceil(timeout))  # libpq's minimum is 2 s
+    statement_timeout = f"-c statement_timeout={max(int(timeout * 1000), 1)}"
+    params["options"] = f"{params.get('options', '')} {statement_timeout}".strip()
+    params["application_name"] = "connection_pools.replica_sampler"
+    params["autocommit"] = True
+    return params
+
+
+def probe(alias: str) -> tuple[bool, float | None, int | None]:
+    """One health/lag probe of ``alias``: ``(in_recovery, lag_seconds, lag_bytes)``.
+
+    Lag is 0 when everything received has been replayed (even if the last
+    replayed transaction is old: an idle primary writes nothing), otherwise the
+    age of the last replayed transaction. Raises on any connection/query error.
+    """
+    timeout = float(conf.get("HEALTH_CHECK_TIMEOUT"))
+    with psycopg.connect(**_probe_params(alias, timeout)) as conn:
+        in_recovery, caught_up, lag_bytes, replay_age = conn.execute(LAG_SQL).fetchone()
+    if not in_recovery:
+        return False, 0.0, 0
+    if caught_up:
+        return True, 0.0, 0
+    lag = None if replay_age is None else max(float(replay_age), 0.0)
+    return True, lag, None if lag_bytes is None else int(lag_bytes)
+
+
+def sample(alias: str) -> ReplicaState:
+    """Probe one replica now and update its state and gauges."""
+    config = replica_settings()
+    try:
+        in_recovery, lag, lag_bytes = probe(alias)
+        error: BaseException | None = None
+    except (psycopg.Error, OSError) as exc:
+        error = exc
+    now = time.monotonic()
+    with _lock:
+        state = _state(alias)
+        state.last_sampled_at = time.time()
+        if error is not None:
+            state.healthy = False
+            state.failures += 1
+            state.cooldown_until = max(state.cooldown_until, now + float(config["COOLDOWN_SECONDS"]))
+            state.last_error = _describe(error)
+        else:
+            state.sampled = True
+            state.in_recovery, state.lag_seconds, state.lag_bytes = in_recovery, lag, lag_bytes
+            if now >= state.cooldown_until:
+                state.healthy = True
+                state.last_error = ""
+        _publish(state, now, float(config["MAX_LAG_SECONDS"]))
+    return state
+
+
+def _sample_interval() -> float:
+    return float(replica_settings()["LAG_SAMPLE_INTERVAL"])
+
+
+@background.every(_sample_interval, name="replica_lag")
+def sample_all() -> None:
+    """The background job: probe every replica (sequentially; each probe is time-boxed)."""
+    for alias in replica_aliases():
+        sample(alias)
+
+
+# --- reading ---------------------------------------------------------------------------
+def replica_status() -> dict[str, dict[str, Any]]:
+    """Per-replica health, lag and rotation of this process, for health endpoints and stats."""
+    config = conf.get("REPLICAS")
+    max_lag = float(config["MAX_LAG_SECONDS"])
+    now = time.monotonic()
+    result: dict[str, dict[str, Any]] = {}
+    for alias in replica_aliases():
+        state = _state(alias)
+        in_rotation, reason = state.rotation(now, max_lag)
+        pool = stats.registry.get(stats.pool_name_for_alias(alias))
+        result[alias] = {
+            "alias": alias,
+            "pool": stats.pool_name_for_alias(alias),
+            "in_rotation": in_rotation,
+            "reason": reason,
+            "healthy": state.healthy,
+            "sampled": state.sampled,
+            "in_recovery": state.in_recovery,
+            "lag_seconds": state.lag_seconds,
+            "lag_bytes": state.lag_bytes,
+            "max_lag_seconds": max_lag,
+            "cooldown_remaining_seconds": round(max(state.cooldown_until - now, 0.0), 3),
+            "out_of_rotation_seconds": round(state.out_of_rotation_seconds(now), 3),
+            "failures": state.failures,
+            "fallbacks": pool.counter(stats.FALLBACKS) if pool is not None else 0,
+            "last_error": state.last_error,
+            "last_sampled_at": state.last_sampled_at,
+        }
+    return result
+
+
+def reset_state() -> None:
+    """Forget everything known about the replicas (tests, after a configuration change)."""
+    with _lock:
+        _states.clear()

@@ -1,0 +1,243 @@
+"""Where ORM queries go: ``read_only()`` / ``primary()`` scopes and read-your-writes state.
+
+Both live in :mod:`contextvars`, so they follow the code that entered them: each
+thread, each asyncio task and each ASGI request sees only its own scope, and
+``asgiref``'s ``sync_to_async``/``async_to_sync`` (which Django's async ORM uses)
+carry the scope across the thread hop. A plain new ``threading.Thread`` starts
+with an empty context, so a scope never leaks into unrelated threads; use
+``contextvars.copy_context().run(...)`` to take one along on purpose.
+
+Precedence, highest first, for a read (:func:`alias_for_read`):
+
+1. ``primary()``                      -> the primary (or its ``using`` alias)
+2. ``read_only(using="replica2")``    -> exactly that alias
+3. pinned (this request wrote, is an unsafe HTTP method, carries a fresh pin
+   cookie, or this context wrote less than ``PIN_SECONDS`` ago) -> the primary:
+   a user never reads a stale copy of their own write
+4. ``read_only()``                    -> a healthy replica
+5. inside ``transaction.atomic()`` on the primary -> the primary (one transaction sees one database)
+6. otherwise                          -> a healthy replica, else the primary
+
+Writes always go to the primary (or a ``primary(using=...)`` alias) and pin the
+current request/context.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from django.db import connections
+
+from . import conf
+
+PRIMARY = "default"
+
+ScopeKind = Literal["read_only", "primary"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One entered scope; ``outer`` is the scope it shadows (a linked stack)."""
+
+    kind: ScopeKind
+    using: str | None
+    outer: _Frame | None
+
+
+@dataclass
+class RouteState:
+    """Read-your-writes state of one request (or, outside requests, one context).
+
+    Mutated in place, so every thread/task that shares the request's context
+    (``sync_to_async`` hops included) sees the same flags.
+    """
+
+    in_request: bool = False
+    pinned: bool = False  # the whole request reads from the primary
+    wrote: bool = False  # a write was routed in this request/context
+    pinned_until: float = 0.0  # monotonic deadline of a pin outside requests
+    replicas_used: set[str] = field(default_factory=set)
+    retried: bool = False
+
+    def is_pinned(self) -> bool:
+        if self.pinned or (self.in_request and self.wrote):
+            return True
+        return self.pinned_until > time.monotonic()
+
+
+_scope: ContextVar[_Frame | None] = ContextVar("connection_pools_scope", default=None)
+_state: ContextVar[RouteState | None] = ContextVar("connection_pools_route_state", default=None)
+
+
+def _check_alias(using: str | None) -> None:
+    if using is not None and using not in connections.settings:
+        known = ", ".join(sorted(connections.settings))
+        raise ValueError(f"Unknown database alias {using!r}: expected one of {known}.")
+
+
+class Scope:
+    """A routing scope usable as ``with``/``async with`` block and as a decorator
+    of sync or async functions (each call gets its own activation)."""
+
+    def __init__(self, kind: ScopeKind, using: str | None = None) -> None:
+        _check_alias(using)
+        self.kind: ScopeKind = kind
+        self.using = using
+
+    def __repr__(self) -> str:
+        return f"<Scope {self.kind} using={self.using!r}>"
+
+    # A linked stack instead of ContextVar tokens: one Scope object can then be
+    # entered concurrently from several threads/tasks and nested in itself.
+    def __enter__(self) -> Scope:
+        _scope.set(_Frame(self.kind, self.using, _scope.get()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        frame = _scope.get()
+        _scope.set(frame.outer if frame is not None else None)
+
+    async def __aenter__(self) -> Scope:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
+
+    def __call__(self, func: F) -> F:
+        kind, using = self.kind, self.using
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with Scope(kind, using):
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with Scope(kind, using):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def read_only(using: str | None = None) -> Scope:
+    """Reads inside go to a healthy replica (or exactly ``using``); writes still go to the primary.
+
+    A request that has written (or is pinned by its cookie) keeps reading from
+    the primary even here, unless ``using`` names an alias explicitly.
+    """
+    return Scope("read_only", using)
+
+
+def primary(using: str | None = None) -> Scope:
+    """Reads and writes inside go to the primary (or ``using``)."""
+    return Scope("primary", using)
+
+
+def current_scope() -> tuple[ScopeKind, str | None] | None:
+    """``(kind, using)`` of the innermost active scope, or None."""
+    frame = _scope.get()
+    return None if frame is None else (frame.kind, frame.using)
+
+
+@contextmanager
+def session(*, read_only: bool = False, using: str | None = None) -> Iterator[str]:
+    """The guide's ``get_session(read_only=...)``: a scope that yields its alias.
+
+    ``read_only=True`` picks one healthy replica now (the primary when none is
+    in rotation) and keeps the whole block on it, like a session bound to one
+    server; ``read_only=False`` keeps everything on the primary (or ``using``).
+    """
+    if read_only:
+        alias = using or choose_read_alias(explicit_read_only=True)
+        with Scope("read_only", alias):
+            yield alias
+    else:
+        with Scope("primary", using):
+            yield using or PRIMARY
+
+
+# --- read-your-writes state -------------------------------------------------------
+@contextmanager
+def request_state(*, pinned: bool = False) -> Iterator[RouteState]:
+    """A fresh :class:`RouteState` for one request (used by the pinning middleware)."""
+    state = RouteState(in_request=True, pinned=pinned)
+    token = _state.set(state)
+    try:
+        yield state
+    finally:
+        _state.reset(token)
+
+
+def current_state() -> RouteState | None:
+    """The read-your-writes state of the current request/context, if any."""
+    return _state.get()
+
+
+def note_write() -> None:
+    """A write is being routed: pin the rest of this request (or this context for PIN_SECONDS)."""
+    state = _state.get()
+    if state is None:
+        state = RouteState()
+        _state.set(state)
+    state.wrote = True
+    if not state.in_request:
+        state.pinned_until = time.monotonic() + float(conf.get("REPLICAS")["PIN_SECONDS"])
+
+
+# --- the decision -------------------------------------------------------------------
+def _in_primary_transaction() -> bool:
+    # Only look at a connection this thread already has; never create one.
+    wrapper = getattr(connections._connections, PRIMARY, None)
+    return bool(wrapper is not None and wrapper.in_atomic_block)
+
+
+def choose_read_alias(*, explicit_read_only: bool = False) -> str:
+    """The alias for a read outside any explicit ``using`` (precedence 3-6 above)."""
+    from . import replicas
+
+    state = _state.get()
+    if state is not None and state.is_pinned():
+        return PRIMARY
+    if not explicit_read_only and _in_primary_transaction():
+        return PRIMARY
+    alias = replicas.pick()
+    if alias is None:
+        return PRIMARY
+    if state is not None:
+        state.replicas_used.add(alias)
+    return alias
+
+
+def alias_for_read() -> str:
+    """Where the next ORM read goes (see the module docstring for the rules)."""
+    frame = _scope.get()
+    if frame is not None:
+        if frame.kind == "primary":
+            return frame.using or PRIMARY
+        if frame.using is not None:
+            state = _state.get()
+            if state is not None and frame.using != PRIMARY:
+                state.replicas_used.add(frame.using)
+            return frame.using
+        return choose_read_alias(explicit_read_only=True)
+    return choose_read_alias()
+
+
+def alias_for_write() -> str:
+    """Where the next ORM write goes: the primary (or a ``primary(using=...)`` alias)."""
+    note_write()
+    frame = _scope.get()
+    if frame is not None and frame.kind == "primary" and frame.using:
+        return frame.using
+    return PRIMARY

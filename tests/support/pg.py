@@ -1,0 +1,105 @@
+"""Helpers for the PostgreSQL pool tests: small dedicated pools and server-side counts."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connections
+
+from connection_pools import stats
+from connection_pools.backends.postgresql.base import DatabaseWrapper
+
+_counter = itertools.count(1)
+
+
+def admin_connect() -> psycopg.Connection:
+    """A plain (unpooled) connection to the primary for looking at pg_stat_activity."""
+    sd = connections["default"].settings_dict
+    return psycopg.connect(host=sd["HOST"], port=sd["PORT"], user=sd["USER"], password=sd["PASSWORD"],
+                           dbname=sd["NAME"], autocommit=True, application_name="pg-tests-admin")
+
+
+def server_pids(app_name: str) -> list[int]:
+    """Backend pids of the server connections a pool opened (filtered by its application_name)."""
+    with admin_connect() as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s ORDER BY pid", [app_name]
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def terminate(pids: list[int]) -> None:
+    """Kill backends and wait until the server has let them go."""
+    with admin_connect() as conn:
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        wait_for(lambda: not conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]).fetchone()[0])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until truthy (for background work, not for timing assertions)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def make_wrapper(pool: dict[str, Any] | None = None, *, alias: str | None = None, persistent: int = 0,
+                 port: int | None = None, **options: Any) -> DatabaseWrapper:
+    """A DatabaseWrapper of our engine on the test database under a fresh alias.
+
+    ``pool`` is the alias's ``OPTIONS['pool']`` (None: no pool, persistent connections
+    with ``CONN_MAX_AGE=persistent``). ``application_name`` equals the alias so the
+    server-side count sees only this pool's connections.
+    """
+    alias = alias or f"pgt{os.getpid()}x{next(_counter)}"
+    settings_dict = copy.deepcopy(connections["default"].settings_dict)
+    settings_dict["OPTIONS"] = {**settings_dict.get("OPTIONS", {}), "application_name": alias, **options}
+    settings_dict["OPTIONS"].pop("pool", None)
+    if pool is not None:
+        settings_dict["OPTIONS"]["pool"] = pool
+    settings_dict["CONN_MAX_AGE"] = persistent
+    settings_dict["TEST"] = {}
+    if port is not None:
+        settings_dict["PORT"] = port
+    return DatabaseWrapper(settings_dict, alias)
+
+
+def dispose(wrapper: DatabaseWrapper) -> None:
+    """Close the wrapper's connection and pool, and forget its stats."""
+    try:
+        wrapper.close()
+    finally:
+        wrapper.close_pool()
+        stats.registry.remove(stats.pool_name_for_alias(wrapper.alias))
+
+
+@pytest.fixture
+def quiet_background():
+    """Stop this process's background thread around a test that asserts exact counters.
+
+    Its publisher resets the stats registry when it adopts a reset epoch, which would
+    zero our counters mid-test; it starts again on the next request after the test.
+    """
+    from django.core.signals import request_started
+
+    from connection_pools import background, signals
+
+    uid = "connection_pools.start_background"
+    background.stop()
+    request_started.disconnect(dispatch_uid=uid)  # our test requests must not restart it
+    try:
+        yield
+    finally:
+        request_started.connect(signals._start_background, dispatch_uid=uid)
+        background.stop()
