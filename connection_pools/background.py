@@ -98,11 +98,11 @@ def _run() -> None:
         for job in due:
             try:
                 job.func()
-            except Exception:  # noqa: BLE001 - a job's failure must not stop the others
+            except Exception:
                 logger.exception("connection_pools background job %r failed", job.name)
             try:
                 job.next_run = time.monotonic() + max(job.interval(), 0.05)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 job.next_run = time.monotonic() + 5.0
         with _lock:
             upcoming = [job.next_run for job in _jobs.values()] + pending

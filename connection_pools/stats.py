@@ -70,7 +70,7 @@ class Histogram:
     Not thread-safe on its own; :class:`PoolStats` guards it with its lock.
     """
 
-    __slots__ = ("buckets", "count", "sum", "max")
+    __slots__ = ("buckets", "count", "max", "sum")
 
     def __init__(self) -> None:
         self.buckets = [0] * len(BUCKET_BOUNDS)

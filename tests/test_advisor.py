@@ -100,6 +100,10 @@ def test_high_wait_raises_pool_size_to_a_computed_value() -> None:
     assert severe is not None and severe["severity"] == "high"
 
 
+def test_high_wait_needs_enough_checkouts_to_judge() -> None:
+    assert advisor.high_wait(shaped(snapshot(waits=[0.08] * 5, peak=2))) is None
+
+
 def test_high_wait_stays_within_the_tuner_bound() -> None:
     pool = shaped(snapshot(waits=[0.08] * 50, peak=10))
     assert advisor.high_wait(pool, {**advisor.DEFAULT_BOUNDS, "MAX_POOL_SIZE": 12})["suggested_value"] == 12

@@ -129,3 +129,24 @@ def test_ping_reports_latency_and_counts_a_checkout():
     assert stats.registry.get("db_default").counter(stats.CHECKOUTS) == before + 1
     with pytest.raises(ValueError, match="unknown database alias 'no-such-alias'"):
         ping("no-such-alias")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_broken_while_held_is_replaced_before_the_next_cursor():
+    from django.db import OperationalError
+
+    from tests.support.pg import terminate
+
+    wrapper = make_wrapper({"pool_size": 1, "max_overflow": 0, "pool_pre_ping": False})
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (killed,) = cursor.fetchone()
+        terminate([killed])
+        with pytest.raises(OperationalError), wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")  # the held connection is dead: this query fails
+        with wrapper.cursor() as cursor:  # Django alone would fail here too, until a request boundary
+            cursor.execute("SELECT pg_backend_pid()")
+            assert cursor.fetchone()[0] != killed
+    finally:
+        dispose(wrapper)

@@ -54,7 +54,13 @@ def test_redis_down_stats_answer_with_this_process_numbers() -> None:
         body = response.json()
         assert body["source"] == "local" and body["redis_available"] is False
         assert body["processes"]["count"] == 1
-        assert body["database_pools"]["default"]["checkouts"] >= 1  # this process's real numbers
+        # This process's real numbers.
+        local = stats.registry.get("db_default")
+        default = body["database_pools"]["default"]
+        assert default["checkouts"] == local.counter(stats.CHECKOUTS)
+        assert default["connections_created"] == local.counter(stats.CONNECTIONS_CREATED)
+        assert default["active_connections"] >= 1  # this test's own connection
+        assert default["pool_size"] == default["config"]["pool_size"] >= 1
         checked = client.get(API + "health")
         assert checked.status_code == 200  # Redis down degrades, it does not make us unhealthy
         assert checked.json()["status"] == "degraded"
@@ -158,6 +164,29 @@ def test_each_new_high_finding_alerts_once(caplog: pytest.LogCaptureFixture) -> 
         pool_alert.disconnect(receiver)
 
 
+def test_without_redis_each_process_still_alerts_once(settings) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: Redis "down"
+    redis_settings = {**settings.CONNECTION_POOLS["REDIS"]}
+    redis_settings["main"] = {**redis_settings["main"], "url": f"redis://127.0.0.1:{port}/0"}
+    settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "REDIS": redis_settings}
+    received: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, recommendation: dict[str, Any], **kwargs: Any) -> None:
+        received.append(recommendation)
+
+    pool_alert.connect(receiver)
+    try:
+        for _ in range(3):
+            publisher.forget_failure()
+            alerts.notify([HIGH])
+        assert received == [HIGH]
+    finally:
+        pool_alert.disconnect(receiver)
+
+
 # --- the tuner: real resizes ---------------------------------------------------------------------------------
 def test_apply_resizes_the_live_pool_signals_and_broadcasts() -> None:
     from connection_pools.pools.postgres import get_pool
@@ -190,6 +219,31 @@ def test_apply_resizes_the_live_pool_signals_and_broadcasts() -> None:
         pool_resized.disconnect(receiver)
         if pool.min_size != old["pool_size"]:
             pool.resize(old["pool_size"], old["pool_size"] + old["max_overflow"])
+
+
+def test_the_auto_tuner_is_off_by_default_and_resizes_within_its_bounds_when_on(settings) -> None:
+    from connection_pools.pools.postgres import get_pool
+
+    use_default_pool()
+    pool = get_pool("default")
+    old = (pool.min_size, pool.max_size)
+    assert tuner.auto_tune() == []  # off by default
+    settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "TUNER": {
+        **settings.CONNECTION_POOLS["TUNER"], "ENABLED": True, "MAX_POOL_SIZE": old[0] + 2}}
+    publisher.publish()
+    db_stats = stats.registry.get("db_default")
+    try:
+        for _ in range(30):  # slow checkouts: the high-wait rule's case
+            db_stats.record_checkout(0.2)
+            db_stats.record_checkin(0.001)
+        performed = tuner.auto_tune()
+        assert [(p["pool"], p["setting"], p["old"], p["new"]) for p in performed] == [
+            ("db_default", "pool_size", old[0], old[0] + 2)]  # 1.5x wanted, capped at MAX_POOL_SIZE
+        assert pool.min_size == old[0] + 2
+        assert tuner.auto_tune() == []  # one run per interval in the whole cluster
+    finally:
+        pool.resize(*old)
+        stats.registry.reset("db_default")
 
 
 def test_optimize_on_an_idle_system_suggests_nothing() -> None:

@@ -240,7 +240,6 @@ class InstrumentedPool(ConnectionPool):
                 lease[1].hold_seconds += hold
             if hold >= long_hold_threshold():
                 self._long_hold_returned(id(conn), lease, hold)
-        conn._cp_returned_at = now
         self.stats.record_checkin(hold)
         if (
             not self._closed
@@ -352,7 +351,6 @@ class InstrumentedPool(ConnectionPool):
             raise
         self.stats.incr(stats.CONNECTIONS_CREATED)
         self._connect_failing = False
-        conn._cp_returned_at = time.monotonic()
         return conn
 
     def _fail_waiters(self, exc: Exception) -> None:

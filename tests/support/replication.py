@@ -1,4 +1,10 @@
-"""Helpers for tests that read from the real streaming replica (issue 4)."""
+"""The streaming replica in tests: wait until it has received or replayed the
+primary's writes, and hold its replay back on purpose.
+
+Rows a test writes on the primary (users, tokens, sessions, items) are read back
+through the replica router, by this process or by a gunicorn, and may lag a few
+milliseconds behind: wait for the replica before reading them that way.
+"""
 
 from __future__ import annotations
 
@@ -6,78 +12,82 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connections
+import psycopg
+from psycopg import sql
 
+from tests.support import server
+
+#: The alias of the (first) replica in tests.
 REPLICA = "replica1"
 
 
-def primary_lsn() -> str:
-    with connections["default"].cursor() as cursor:
-        # The insert position: with synchronous_commit=off a commit record may not be written yet.
-        cursor.execute("SELECT pg_current_wal_insert_lsn()")
-        return cursor.fetchone()[0]
+def _urls() -> tuple[str, list[str]]:
+    urls = server.test_database_env()
+    return urls["DATABASE_URL"], [url for url in urls["DATABASE_REPLICA_URLS"].split(",") if url]
 
 
-def wait_for_replica(*, replayed: bool = True, timeout: float = 20.0) -> None:
-    """Wait until the replica has received (or replayed) everything the primary wrote so far."""
-    lsn = primary_lsn()
-    func = "pg_last_wal_replay_lsn" if replayed else "pg_last_wal_receive_lsn"
+def _primary_lsn(primary_url: str) -> str:
+    with psycopg.connect(primary_url, autocommit=True, connect_timeout=5) as primary:
+        return primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+
+
+def _wait_lsn(replica_url: str, lsn: str, *, replayed: bool, deadline: float) -> None:
+    position = "pg_last_wal_replay_lsn()" if replayed else "pg_last_wal_receive_lsn()"
+    query = f"SELECT coalesce({position} >= %s::pg_lsn, false)"
+    with psycopg.connect(replica_url, autocommit=True, connect_timeout=5) as replica:
+        while not replica.execute(query, [lsn]).fetchone()[0]:
+            if time.monotonic() > deadline:
+                where = replica_url.rsplit("@", 1)[-1]
+                raise TimeoutError(f"replica {where} has not {'replayed' if replayed else 'received'} {lsn}")
+            time.sleep(0.01)
+
+
+def wait_for_replica(*, replayed: bool = True, timeout: float = 30.0) -> None:
+    """Return once the replica has received (``replayed=False``) or replayed
+    everything the primary has written so far."""
+    primary_url, replica_urls = _urls()
+    lsn = _primary_lsn(primary_url)
+    _wait_lsn(replica_urls[0], lsn, replayed=replayed, deadline=time.monotonic() + timeout)
+
+
+def wait_for_replicas(timeout: float = 30.0) -> None:
+    """Return once every replica has replayed everything the primary has written so far."""
+    primary_url, replica_urls = _urls()
+    lsn = _primary_lsn(primary_url)
     deadline = time.monotonic() + timeout
-    while True:
-        with connections[REPLICA].cursor() as cursor:
-            cursor.execute(f"SELECT coalesce({func}() >= %s::pg_lsn, false)", [lsn])
-            if cursor.fetchone()[0]:
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"replica did not reach {lsn} ({func}) in {timeout}s")
-        time.sleep(0.05)
+    for url in replica_urls:
+        _wait_lsn(url, lsn, replayed=True, deadline=deadline)
 
 
-def _set_delay(value: str | None) -> None:
-    with connections[REPLICA].cursor() as cursor:
-        if value is None:
-            cursor.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
+def _set_apply_delay(replica_url: str, delay: str | None) -> None:
+    with psycopg.connect(replica_url, autocommit=True, connect_timeout=5) as replica:
+        if delay is None:
+            replica.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
         else:
-            cursor.execute(f"ALTER SYSTEM SET recovery_min_apply_delay = '{value}'")
-        cursor.execute("SELECT pg_reload_conf()")
-        expected = value or "0"
+            replica.execute(sql.SQL("ALTER SYSTEM SET recovery_min_apply_delay = {}").format(sql.Literal(delay)))
+        replica.execute("SELECT pg_reload_conf()")
+        # The reload is asynchronous: wait until a fresh session sees the new value.
         deadline = time.monotonic() + 10
         while True:
-            cursor.execute("SHOW recovery_min_apply_delay")
-            if cursor.fetchone()[0] == expected:
-                return
+            with psycopg.connect(replica_url, autocommit=True, connect_timeout=5) as probe:
+                value = probe.execute("SHOW recovery_min_apply_delay").fetchone()[0]
+            if (value == "0") == (delay is None):
+                break
             if time.monotonic() > deadline:
-                raise AssertionError(f"recovery_min_apply_delay did not become {expected}")
-            time.sleep(0.05)
-
-
-def _commit_is_held_back() -> bool:
-    """Commit on the primary; True when the replica receives it but does not apply it soon."""
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT txid_current()")  # an xid: its commit record is replayed late
-    lsn = primary_lsn()
-    wait_for_replica(replayed=False)
-    time.sleep(0.3)  # an undelayed replica applies it within milliseconds
-    with connections[REPLICA].cursor() as cursor:
-        cursor.execute("SELECT pg_last_wal_replay_lsn() < %s::pg_lsn", [lsn])
-        return cursor.fetchone()[0]
+                raise TimeoutError(f"recovery_min_apply_delay is still {value!r}")
+            time.sleep(0.02)
+    time.sleep(0.1)  # the startup process rereads its configuration on the same signal
 
 
 @contextmanager
 def delayed_replay(delay: str) -> Iterator[None]:
-    """Make the replica apply commits ``delay`` late (recovery_min_apply_delay); undone on exit.
-
-    On entry the delay is in force: the replica's startup process reloads its
-    configuration a moment after the backends do, so we watch a commit be held back.
-    """
-    _set_delay(delay)
+    """Inside the block the replica applies each commit only ``delay`` (e.g. ``"5s"``)
+    after it happened (``recovery_min_apply_delay``); afterwards the delay is removed
+    and the replica has caught up."""
+    _, replica_urls = _urls()
+    _set_apply_delay(replica_urls[0], delay)
     try:
-        for _ in range(20):
-            if _commit_is_held_back():
-                break
-        else:
-            raise AssertionError(f"recovery_min_apply_delay = {delay} never took effect")
         yield
     finally:
-        _set_delay(None)
+        _set_apply_delay(replica_urls[0], None)
         wait_for_replica()

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,23 @@ class GunicornServer:
         self.workers = workers
         self.threads = threads
         self.port = free_port()
-        self.env = {**os.environ, **test_database_env(), **(env or {})}
+        # Each server publishes its statistics under its own Redis prefix, so
+        # snapshots of earlier servers in the same run (alive until their TTL)
+        # never count as this server's processes.
+        isolated = {
+            "CONNECTION_POOLS_KEY_PREFIX": f"test-gunicorn-{self.port}-{uuid.uuid4().hex[:6]}",
+            "CONNECTION_POOLS_PUBLISH_INTERVAL": "1",
+        }
+        self.env = {**os.environ, **test_database_env(), **isolated, **(env or {})}
         self.timeout = timeout
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = ROOT / "test-artifacts" / f"gunicorn-{self.port}.log"
+
+    @property
+    def key_prefix(self) -> str:
+        """The Redis prefix this server's processes publish their statistics under."""
+        return self.env["CONNECTION_POOLS_KEY_PREFIX"]
 
     @property
     def url(self) -> str:
@@ -82,7 +95,7 @@ class GunicornServer:
     def __enter__(self) -> GunicornServer:
         self.log_path.parent.mkdir(exist_ok=True)
         collect_static_once()
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", str(self.threads), "--graceful-timeout", "5",
