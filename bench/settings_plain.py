@@ -3,8 +3,10 @@
 The project's settings with every PostgreSQL alias on Django's plain
 ``django.db.backends.postgresql`` engine and its native psycopg pool (sized from the
 same ``CONNECTION_POOLS["DATABASE_POOL"]`` values), and without our middleware.
+Like for like: when our pool pre-pings (``DATABASE_POOL_PRE_PING``, on by default)
+Django's pool checks each checkout too (``CONN_HEALTH_CHECKS``: the same round trip).
 Everything else (apps, URLs, the example views) is unchanged, so the only
-difference a benchmark sees is our engine and middleware.
+difference a benchmark sees is our engine's instrumentation and our middleware.
 
     DJANGO_SETTINGS_MODULE=bench.settings_plain gunicorn project.wsgi ...
 """
@@ -29,5 +31,6 @@ for _config in DATABASES.values():
     _options = _config.setdefault("OPTIONS", {})
     if "pool" in _options:  # pooled (DATABASE_POOL_ENABLED is on)
         _options["pool"] = dict(_NATIVE_POOL)
+        _config["CONN_HEALTH_CHECKS"] = _pool["pool_pre_ping"]
 
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("connection_pools.")]

@@ -157,7 +157,7 @@ def history(pool: str | None = None, minutes: float = 60) -> dict[str, Any]:
     since = time.time() - min(minutes * 60.0, retention())
 
     def read(client: redis.Redis) -> tuple[list[str], list[list[str]]]:
-        names = [pool] if pool is not None else sorted(client.smembers(_key("pools")))
+        names = [pool] if pool is not None else sorted(publisher.text(client.smembers(_key("pools"))))
         pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.zrangebyscore(_key("pool", name), since, "+inf")
@@ -174,7 +174,7 @@ def history(pool: str | None = None, minutes: float = 60) -> dict[str, Any]:
 def clear() -> None:
     """Delete every stored point (tests, and a fresh start after a config change)."""
     def wipe(client: redis.Redis) -> None:
-        keys = [_key("pool", name) for name in client.smembers(_key("pools"))]
+        keys = [_key("pool", name) for name in publisher.text(client.smembers(_key("pools")))]
         client.delete(*keys, _key("pools"))
 
     publisher.call(wipe)

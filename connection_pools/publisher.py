@@ -12,9 +12,14 @@ pool it reset (``*`` for all) in ``<prefix>:stats:resets``. A process that sees 
 epoch move resets its own registry. Readers zero the counters of a snapshot older
 than the latest reset at once, so a reset shows cluster-wide without waiting.
 
-The Redis client here is our own, uninstrumented (publishing must not count as
-traffic of the app's pools), with short timeouts and no retries: a dead or hung
-Redis costs at most a fraction of a second and never raises to the caller.
+Every Redis use of the app itself (publishing, reading, the reset epoch, the tuner's
+sizing, history, alert dedup) goes through :func:`call`, on the shared ``main`` pool
+(``pools.redis.get_redis("main")``), so ``redis_main`` counts the app's real traffic.
+:func:`call` checks out in the pool's fail-fast mode: :data:`SOCKET_TIMEOUT` to wait for
+a slot, connect and answer, no retry; after a failure Redis is skipped for
+:data:`RETRY_AFTER` seconds. A dead or hung Redis costs at most a fraction of a second
+and never raises to the caller. The pool does not decode replies: :func:`call` returns
+them decoded (``str``), as callers expect.
 """
 
 from __future__ import annotations
@@ -29,22 +34,19 @@ import time
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from . import background, conf, stats
+from .pools import redis as redis_pools
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a Redis command of ours may take (connect, send, read).
+#: Seconds a Redis call of ours may wait for a pool slot, connect, or wait for an answer.
 SOCKET_TIMEOUT = 0.5
 #: After a failure, Redis is not tried again for this many seconds (a hung Redis
 #: must not cost every stats request its timeout).
 RETRY_AFTER = 2.0
 ALL_POOLS = "*"
 
-_client_lock = threading.Lock()
-_client: tuple[int, str, redis.Redis] | None = None
 _down_until = 0.0
 
 _state_lock = threading.Lock()
@@ -58,35 +60,43 @@ class RedisUnavailable(Exception):
 
 # --- the client -------------------------------------------------------------------------
 def redis_client() -> redis.Redis:
-    """Our small Redis client on the ``main`` Redis URL (per process, rebuilt after a fork or a URL change)."""
-    global _client
-    url = conf.get("REDIS")["main"]["url"]
-    pid = os.getpid()
-    current = _client
-    if current is not None and current[0] == pid and current[1] == url:
-        return current[2]
-    with _client_lock:
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=SOCKET_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=8,
-            decode_responses=True,
-            health_check_interval=0,
-        )
-        _client = (pid, url, client)
-        return client
+    """The client on the shared ``main`` Redis pool (``pools.redis.get_redis("main")``).
+
+    Its commands count as ``redis_main`` traffic. It uses the pool's own settings and
+    returns raw replies (``bytes``); prefer :func:`call`, which fails fast and decodes.
+    """
+    return redis_pools.get_redis("main")
+
+
+def text(value: Any) -> Any:
+    """``value`` with every ``bytes`` in it (nested in lists, tuples, sets, dicts) decoded as UTF-8."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {text(k): text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return type(value)(text(item) for item in value)
+    return value
 
 
 def call(func: Any) -> Any:
-    """Run ``func(client)``; raise :class:`RedisUnavailable` on any Redis error (and skip
-    Redis for :data:`RETRY_AFTER` seconds after one)."""
+    """Run ``func(client)`` on the ``main`` pool, failing fast; return its result decoded (:func:`text`).
+
+    Raises :class:`RedisUnavailable` on any Redis error (and skips Redis for
+    :data:`RETRY_AFTER` seconds after one). Replies ``func`` reuses itself (e.g. keys
+    to build other keys from) are ``bytes``: decode them with :func:`text`.
+    """
     global _down_until
     if time.monotonic() < _down_until:
         raise RedisUnavailable("Redis failed moments ago; not retried yet")
     try:
-        return func(redis_client())
+        pool = redis_pools.get_pool("main")
+    except (ValueError, KeyError) as exc:  # a bad REDIS["main"] setting: degrade, as if down
+        _down_until = time.monotonic() + RETRY_AFTER
+        raise RedisUnavailable(f"the main Redis pool cannot be built: {exc}") from exc
+    try:
+        with pool.fail_fast(SOCKET_TIMEOUT):
+            return text(func(redis_pools.get_redis("main")))
     except (redis.RedisError, OSError) as exc:
         _down_until = time.monotonic() + RETRY_AFTER
         raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -255,7 +265,7 @@ def read_cluster() -> dict[str, Any]:
         pipe.get(key("epoch"))
         pipe.hgetall(key("resets"))
         members, epoch, resets = pipe.execute()
-        raw = client.mget([key("proc", m) for m in members]) if members else []
+        raw = client.mget([key("proc", text(m)) for m in members]) if members else []
         return members, [epoch, resets, raw]
 
     _members, (epoch, resets, raw) = call(read)

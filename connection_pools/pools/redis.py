@@ -30,15 +30,18 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.connection import BlockingConnectionPool, Connection, ConnectionPool, SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from .. import conf
 from ..stats import (
@@ -79,6 +82,19 @@ class _StatsConnectionMixin:
     """Counts real connects, disconnects and socket errors of one connection into its pool's stats."""
 
     _cp_pool: _InstrumentedPoolMixin | None = None  # set by the pool in make_connection
+    #: (socket_timeout, socket_connect_timeout, retry) saved while a fail-fast checkout holds it.
+    _cp_saved: tuple[Any, Any, Any] | None = None
+    #: True between a counted connect and its counted disconnect.
+    _cp_open: bool = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        # Every checkout calls connect() before any I/O: the place to make a fail-fast
+        # checkout's connect, handshake and commands use the short timeout, without retry.
+        pool = self._cp_pool
+        fast = pool._cp_fail_fast_timeout() if pool is not None else None
+        if fast is not None:
+            _apply_fail_fast(self, fast)
+        return super().connect(*args, **kwargs)  # type: ignore[misc]
 
     def connect_check_health(self, *args: Any, **kwargs: Any) -> Any:
         was_connected = self.is_connected  # type: ignore[attr-defined]
@@ -89,6 +105,7 @@ class _StatsConnectionMixin:
             raise
         pool = self._cp_pool
         if pool is not None and not was_connected and self.is_connected:  # type: ignore[attr-defined]
+            self._cp_open = True
             pool._cp_connected()
         return result
 
@@ -113,10 +130,12 @@ class _StatsConnectionMixin:
             raise
 
     def disconnect(self, *args: Any, **kwargs: Any) -> Any:
-        was_connected = self.is_connected  # type: ignore[attr-defined]
         result = super().disconnect(*args, **kwargs)  # type: ignore[misc]
         pool = self._cp_pool
-        if pool is not None and was_connected and not self.is_connected:  # type: ignore[attr-defined]
+        # Only a connection counted as created is counted as closed: one whose
+        # handshake failed (a hung Redis) was never "created" for the statistics.
+        if pool is not None and self._cp_open and not self.is_connected:  # type: ignore[attr-defined]
+            self._cp_open = False
             pool.stats.incr(CONNECTIONS_CLOSED)
         return result
 
@@ -134,6 +153,41 @@ def instrumented_connection_class(base: type) -> type:
     if issubclass(base, _StatsConnectionMixin):
         return base
     return type(f"Instrumented{base.__name__}", (_StatsConnectionMixin, base), {"__module__": __name__})
+
+
+def _set_live_timeout(connection: Any, timeout: float | None) -> None:
+    """The read timeout of a connected socket, and the one its parser restores after a poll."""
+    if not connection.is_connected:
+        return  # the next connect uses connection.socket_timeout
+    # Public in redis-py >= 6 (maintenance notifications): the socket and RESP3/hiredis parsers.
+    update = getattr(connection, "update_current_socket_timeout", None)
+    if update is not None:
+        update(timeout)
+    # The pure-Python parsers' buffer restores the socket to its own copy of the timeout after
+    # the pool's non-blocking can_read() poll (redis/_parsers/socket.py); keep that copy in step.
+    buffer = getattr(getattr(connection, "_parser", None), "_buffer", None)
+    if buffer is not None and hasattr(buffer, "socket_timeout"):
+        buffer.socket_timeout = timeout
+
+
+def _apply_fail_fast(connection: Any, timeout: float) -> None:
+    """Give ``connection`` a short timeout and no retry until the pool takes it back."""
+    if getattr(connection, "_cp_saved", None) is None:
+        connection._cp_saved = (connection.socket_timeout, connection.socket_connect_timeout, connection.retry)
+    connection.socket_timeout = timeout
+    connection.socket_connect_timeout = timeout
+    connection.retry = Retry(NoBackoff(), 0)
+    _set_live_timeout(connection, timeout)
+
+
+def _restore_settings(connection: Any) -> None:
+    """Undo :func:`_apply_fail_fast`: the connection goes back to the pool with the pool's settings."""
+    saved = getattr(connection, "_cp_saved", None)
+    if saved is None:
+        return
+    connection._cp_saved = None
+    connection.socket_timeout, connection.socket_connect_timeout, connection.retry = saved
+    _set_live_timeout(connection, saved[0])
 
 
 # --- pools ------------------------------------------------------------------------
@@ -169,6 +223,26 @@ class _InstrumentedPoolMixin:
         self.stats.gauge_source = self.gauges
         self.stats.config_source = self.config
 
+    @contextmanager
+    def fail_fast(self, timeout: float) -> Iterator[None]:
+        """Within the block, this thread's checkouts fail fast (internal uses such as the
+        stats publisher): wait at most ``timeout`` seconds for a free slot of the blocking
+        pool, and connect, handshake and answer within ``timeout`` seconds with no retry.
+
+        Checkouts are counted as usual; each connection gets the pool's own settings back
+        when it is returned, so the app's later checkouts are unaffected.
+        """
+        local = self._cp_local
+        previous = getattr(local, "fail_fast", None)
+        local.fail_fast = float(timeout)
+        try:
+            yield
+        finally:
+            local.fail_fast = previous
+
+    def _cp_fail_fast_timeout(self) -> float | None:
+        return getattr(self._cp_local, "fail_fast", None)
+
     # -- redis-py hooks ----------------------------------------------------------------
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """Check out a connection (redis-py's behaviour) and record the checkout."""
@@ -180,6 +254,9 @@ class _InstrumentedPoolMixin:
             # The non-blocking pool is full: the checkout fails without waiting.
             self.stats.incr(TIMEOUTS)
             raise
+        fast = self._cp_fail_fast_timeout()
+        if fast is not None:
+            _apply_fail_fast(connection, fast)  # again: the pool's poll may have reset the socket
         if not getattr(local, "warming", False):
             with self._cp_lock:
                 self._cp_leases[id(connection)] = time.monotonic()
@@ -190,6 +267,7 @@ class _InstrumentedPoolMixin:
         """Return a connection (redis-py's behaviour) and record how long it was held."""
         with self._cp_lock:
             started = self._cp_leases.pop(id(connection), None)
+        _restore_settings(connection)
         super().release(connection)  # type: ignore[misc]
         if started is not None:
             self.stats.record_checkin(time.monotonic() - started)
@@ -310,6 +388,9 @@ class _TimedLifoQueue(queue.LifoQueue):
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         owner = self._owner
+        fast = owner._cp_fail_fast_timeout()
+        if fast is not None and block:
+            timeout = fast if timeout is None else min(timeout, fast)
         started = time.monotonic()
         owner._cp_waiting_add(1)
         try:

@@ -27,8 +27,11 @@ def _urls() -> tuple[str, list[str]]:
 
 
 def _primary_lsn(primary_url: str) -> str:
+    # The insert position, not pg_current_wal_lsn() (the write position): with
+    # synchronous_commit=off a just-committed transaction's commit record may not be
+    # written yet, and a replica caught up to the write position would miss it.
     with psycopg.connect(primary_url, autocommit=True, connect_timeout=5) as primary:
-        return primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        return primary.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
 
 
 def _wait_lsn(replica_url: str, lsn: str, *, replayed: bool, deadline: float) -> None:
