@@ -150,21 +150,45 @@ def current_scope() -> tuple[ScopeKind, str | None] | None:
     return None if frame is None else (frame.kind, frame.using)
 
 
-@contextmanager
-def session(*, read_only: bool = False, using: str | None = None) -> Iterator[str]:
-    """The guide's ``get_session(read_only=...)``: a scope that yields its alias.
+class Session:
+    """The guide's ``get_session(read_only=...)``: a scope that yields its alias,
+    usable as ``with`` and, as in the guide, ``async with``.
 
-    ``read_only=True`` picks one healthy replica now (the primary when none is
-    in rotation) and keeps the whole block on it, like a session bound to one
+    ``read_only=True`` picks one healthy replica on entry (the primary when none
+    is in rotation) and keeps the whole block on it, like a session bound to one
     server; ``read_only=False`` keeps everything on the primary (or ``using``).
     """
-    if read_only:
-        alias = using or choose_read_alias(explicit_read_only=True)
-        with Scope("read_only", alias):
-            yield alias
-    else:
-        with Scope("primary", using):
-            yield using or PRIMARY
+
+    def __init__(self, *, read_only: bool = False, using: str | None = None) -> None:
+        _check_alias(using)
+        self.read_only = read_only
+        self.using = using
+        self._scopes: list[Scope] = []
+
+    def __enter__(self) -> str:
+        if self.read_only:
+            alias = self.using or choose_read_alias(explicit_read_only=True)
+            scope = Scope("read_only", alias)
+        else:
+            alias = self.using or PRIMARY
+            scope = Scope("primary", self.using)
+        scope.__enter__()
+        self._scopes.append(scope)
+        return alias
+
+    def __exit__(self, *exc: object) -> None:
+        self._scopes.pop().__exit__(*exc)
+
+    async def __aenter__(self) -> str:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
+
+
+def session(*, read_only: bool = False, using: str | None = None) -> Session:
+    """See :class:`Session`."""
+    return Session(read_only=read_only, using=using)
 
 
 # --- read-your-writes state -------------------------------------------------------

@@ -200,6 +200,16 @@ def test_get_session_yields_its_alias() -> None:
         get_session(read_only=True, using="nope").__enter__()
 
 
+def test_get_session_works_the_guides_async_way() -> None:
+    async def guide_style() -> tuple[str, object, object]:
+        async with get_session(read_only=True) as alias:
+            inside = routing.current_scope()
+        return alias, inside, routing.current_scope()
+
+    alias, inside, after = async_to_sync(guide_style)()
+    assert (alias, inside, after) == (REPLICA, ("read_only", REPLICA), None)
+
+
 def test_get_session_read_only_without_healthy_replica_uses_the_primary() -> None:
     replicas.mark_failed(REPLICA, "test: down")
     with get_session(read_only=True) as alias:
