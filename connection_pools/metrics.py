@@ -111,14 +111,7 @@ class PoolCollector:
             histograms = {}
         pools = list(_pools(stats))
 
-        for suffix, help_text, db_key, redis_key in GAUGES:
-            family = GaugeMetricFamily(_name(suffix), help_text, labels=LABELS)
-            for pool, is_redis, labels in pools:
-                key = redis_key if is_redis else db_key
-                value = _number(pool.get(key)) if key else None
-                if value is not None:
-                    family.add_metric(labels, value)
-            yield family
+        yield from _families(GaugeMetricFamily, GAUGES, pools)
 
         healthy = GaugeMetricFamily(_name("healthy"), "1 when the pool's health check passes.", labels=LABELS)
         checks = (health or {}).get("pools", {})
@@ -128,14 +121,7 @@ class PoolCollector:
                 healthy.add_metric(labels, 1.0 if check.get("healthy") else 0.0)
         yield healthy
 
-        for suffix, help_text, db_key, redis_key in COUNTERS:
-            family = CounterMetricFamily(_name(suffix), help_text, labels=LABELS)
-            for pool, is_redis, labels in pools:
-                key = redis_key if is_redis else db_key
-                value = _number(pool.get(key)) if key else None
-                if value is not None:
-                    family.add_metric(labels, value)
-            yield family
+        yield from _families(CounterMetricFamily, COUNTERS, pools)
 
         wait = HistogramMetricFamily(_name("wait_seconds"), "Seconds waited for a connection.", labels=LABELS)
         for pool, _, labels in pools:
@@ -172,3 +158,15 @@ def register(registry: CollectorRegistry = REGISTRY) -> PoolCollector:
             registry.register(collector)
             _registered = collector
         return _registered
+
+
+def _families(family_class: Any, specs: Any, pools: list[Any]) -> Iterator[Any]:
+    """One metric family per ``(suffix, help, database key, Redis key)`` spec, a sample per pool."""
+    for suffix, help_text, db_key, redis_key in specs:
+        family = family_class(_name(suffix), help_text, labels=LABELS)
+        for pool, is_redis, labels in pools:
+            key = redis_key if is_redis else db_key
+            value = _number(pool.get(key)) if key else None
+            if value is not None:
+                family.add_metric(labels, value)
+        yield family

@@ -110,18 +110,18 @@ class _StatsConnectionMixin:
         return result
 
     def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with self._cp_counting_errors():
             return super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
-        except RedisTimeoutError as exc:
-            self._cp_failed(exc, SOCKET_TIMEOUTS)
-            raise
-        except RedisConnectionError as exc:
-            self._cp_failed(exc, CONNECTION_ERRORS)
-            raise
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with self._cp_counting_errors():
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
+
+    @contextmanager
+    def _cp_counting_errors(self) -> Iterator[None]:
+        """Count a socket timeout or a connection error of the I/O inside, then re-raise it."""
+        try:
+            yield
         except RedisTimeoutError as exc:
             self._cp_failed(exc, SOCKET_TIMEOUTS)
             raise
