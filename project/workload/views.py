@@ -7,6 +7,7 @@ They are plain Django views (no auth) so load tools and fault tests can drive th
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from django.core.cache import cache
@@ -56,11 +57,11 @@ def item_detail(request: HttpRequest, pk: int) -> JsonResponse:
 
 @require_GET
 def one_query(request: HttpRequest) -> JsonResponse:
-    """Exactly one query on the primary: the benchmarks' unit of work."""
+    """Exactly one query on the primary: the benchmarks' unit of work (and which process served it)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         (value,) = cursor.fetchone()
-    return JsonResponse({"value": value})
+    return JsonResponse({"value": value, "pid": os.getpid()})
 
 
 @require_GET

@@ -81,6 +81,8 @@ class GunicornServer:
         self.timeout = timeout
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
+        #: For tests to count the requests they made.
+        self.requests_sent = 0
         self.log_path = ROOT / "test-artifacts" / f"gunicorn-{self.port}.log"
 
     @property
@@ -129,6 +131,26 @@ class GunicornServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self.process = None
+
+    def spread_traffic(self, *, batch: int = 30, min_workers: int = 2, limit: int = 600) -> set[int]:
+        """Send concurrent ``/one-query/`` requests in batches until at least ``min_workers``
+        workers have served some (a single worker may accept a whole burst); bounded by
+        ``limit`` requests. Counts them in :attr:`requests_sent`; returns the serving pids."""
+        import json
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(_: int) -> int:
+            with urllib.request.urlopen(self.url + "/one-query/", timeout=10) as response:
+                assert response.status == 200
+                return json.loads(response.read())["pid"]
+
+        served: set[int] = set()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            while len(served) < min_workers and self.requests_sent < limit:
+                served.update(pool.map(one, range(batch)))
+                self.requests_sent += batch
+        assert len(served) >= min_workers, f"the traffic reached only {len(served)} worker(s)"
+        return served
 
     def worker_pids(self) -> list[int]:
         """The pids of the current workers (children of the master)."""
