@@ -507,8 +507,14 @@ def get_pool(name: str = "main") -> InstrumentedPool:
     with _pools_lock:
         entry = _own_pools.get(name)
         if entry is None or entry[0] != settings:
+            replaced = entry
             entry = (settings, build_pool(name, settings))
             _own_pools[name] = entry
+            if replaced is not None:
+                # Close the old pool's idle connections now, not whenever the garbage
+                # collector gets to them (which would move the counters at a random time).
+                _clients.pop(name, None)
+                replaced[1].disconnect(inuse_connections=False)
         return entry[1]
 
 
