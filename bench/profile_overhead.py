@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.settings} {args.path}: {total * per_request:.0f} us of CPU per request (profiled); "
           f"connection_pools {ours * per_request:.1f} us ({ours / total:.1%}), "
           f"django-prometheus + prometheus_client {prometheus * per_request:.1f} us ({prometheus / total:.1%})")
-    top = sorted(((v[2], k) for k, v in stats.items() if "/connection_pools/" in k[0]), reverse=True)[:12]
+    top = sorted(((v[2], k) for k, v in stats.items() if "/connection_pools/" in k[0]), reverse=True)[:25]
     for seconds, (filename, line, function) in top:
         print(f"  {seconds * per_request:6.1f} us  {filename.split('/connection_pools/')[1]}:{line} {function}")
     return 0

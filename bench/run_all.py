@@ -143,16 +143,20 @@ def compare(name: str, title: str, sides: dict[str, tuple[str, dict[str, str]]],
         )
         stats = load.fetch_pool_stats(next(iter(servers.values())).url, token)
     a, b = list(results)
-    ratio = total_throughput(results[a]) / total_throughput(results[b])
+    # Round i of each side ran back to back, so each pair saw about the same machine;
+    # the median of the pairs' ratios shrugs off a round that another job disturbed
+    # (the ratio of the totals does not, so it is shown for context only).
     per_round = [ra.throughput / rb.throughput for ra, rb in zip(results[a], results[b], strict=True)]
+    ratio = statistics.median(per_round)
     failures = sum(r.failures for runs in results.values() for r in runs)
     met = ratio >= target
     md = "\n".join([
         f"### {title}",
         "",
-        f"**{a} / {b} throughput = {ratio:.2f}** (target >= {target:g}: **{'met' if met else 'NOT met'}**); "
-        f"per-round ratios {', '.join(f'{x:.2f}' for x in per_round)}, median {statistics.median(per_round):.2f}. "
-        f"{a}: {total_throughput(results[a]):.1f} req/s, {b}: {total_throughput(results[b]):.1f} req/s; "
+        f"**{a} / {b} throughput = {ratio:.3f}**, the median of the per-round ratios "
+        f"{', '.join(f'{x:.3f}' for x in per_round)} (target >= {target:g}: **{'met' if met else 'NOT met'}**). "
+        f"Over all rounds {a}: {total_throughput(results[a]):.1f} req/s, {b}: {total_throughput(results[b]):.1f} "
+        f"req/s (ratio of totals {total_throughput(results[a]) / total_throughput(results[b]):.3f}); "
         f"failed requests: {failures}.",
         "",
         f"Servers: gunicorn {COMPARE_SERVER['workers']} workers x {COMPARE_SERVER['threads']} threads each, "
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns 0 when every target was met."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=BENCHMARKS, help="run only this benchmark (repeat)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per side (default 5)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per round (default 10)")
     parser.add_argument("--note", default="", help="what else the machine was doing, for RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
@@ -300,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(overload(**kwargs))
     after = machine_state()
     summary = ["| benchmark | ratio | target | verdict |", "| --- | --- | --- | --- |"]
-    summary += [f"| {o.name} | {o.ratio:.2f} | {o.target} | {'met' if o.met else 'NOT met'} |" for o in outcomes]
+    summary += [f"| {o.name} | {o.ratio:.3f} | {o.target} | {'met' if o.met else 'NOT met'} |" for o in outcomes]
     markdown = "\n".join([
         "## Load benchmarks (bench/load.py, bench/run_all.py)",
         "",

@@ -102,14 +102,20 @@ class ReplicaPinningMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        with routing.request_state(pinned=self._pinned_at_start(request)) as state:
+        state, token = routing.enter_request(pinned=self._pinned_at_start(request))
+        try:
             response = self.get_response(request)
+        finally:
+            routing.leave_request(token)
         self._finish(request, response, state)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        with routing.request_state(pinned=self._pinned_at_start(request)) as state:
+        state, token = routing.enter_request(pinned=self._pinned_at_start(request))
+        try:
             response = await self.get_response(request)
+        finally:
+            routing.leave_request(token)
         self._finish(request, response, state)
         return response
 

@@ -130,6 +130,8 @@ def _closed_record(wrapper: Any, record: _Tracked) -> None:
 
 def _mine() -> list[tuple[Any, _Tracked]]:
     """The tracked connections of the calling thread (Django's connections are per thread)."""
+    if not _tracked:  # pooled aliases only: nothing to look at, no lock to take
+        return []
     me = threading.get_ident()
     with _lock:
         return [(wrapper, record) for wrapper, record in _tracked.items() if record.thread == me]
