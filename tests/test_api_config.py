@@ -45,7 +45,7 @@ def role(django_db_blocker):
 @pytest.mark.django_db(transaction=True)
 def test_config_masks_every_password_and_secret(role: str) -> None:
     _, token = make_user(staff=True)
-    urls = server_support.test_database_env()
+    urls = server_support.database_urls_for_tests()
     env = {
         "DATABASE_URL": with_credentials(urls["DATABASE_URL"], role, DB_PASSWORD),
         "DATABASE_REPLICA_URLS": ",".join(with_credentials(u, role, DB_PASSWORD)

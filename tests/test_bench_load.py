@@ -43,7 +43,7 @@ def test_failure_verdict() -> None:
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/system-deps)")
 def test_wrk_run_is_parsed_and_connections_are_sampled() -> None:
     name = "bench-selftest"
-    env = {"DATABASE_URL": load.with_application_name(server_support.test_database_env()["DATABASE_URL"], name)}
+    env = {"DATABASE_URL": load.with_application_name(server_support.database_urls_for_tests()["DATABASE_URL"], name)}
     with GunicornServer(workers=1, threads=2, env=env) as server:
         with load.ConnectionSampler(env["DATABASE_URL"], name, interval=0.02) as sampler:
             ok = load.run_wrk(server.url + "/one-query/", clients=2, duration=1, wrk_threads=1)

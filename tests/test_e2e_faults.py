@@ -81,7 +81,7 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.25, what: str =
 def tagged_env(name: str, **extra: str) -> dict[str, str]:
     """Server env: the test database's URLs with ``application_name=name``, so a test
     can find exactly that server's backends in ``pg_stat_activity``; plus ``extra``."""
-    urls = server_support.test_database_env()
+    urls = server_support.database_urls_for_tests()
     tag = f"?application_name={name}"
     return {"DATABASE_URL": urls["DATABASE_URL"] + tag,
             "DATABASE_REPLICA_URLS": ",".join(u + tag for u in urls["DATABASE_REPLICA_URLS"].split(",")),
@@ -131,7 +131,7 @@ def restore_services() -> Iterator[None]:
 
 
 def test_all_backends_killed_with_pre_ping_no_request_fails(prefix: str, admin_token: str) -> None:
-    urls = server_support.test_database_env()
+    urls = server_support.database_urls_for_tests()
     env = tagged_env(prefix, DATABASE_POOL_PRE_PING="true")
     calls = [Call("GET", "/one-query/"), Call("GET", "/items/"), Call("POST", "/items/"), Call("GET", "/whoami/")]
     with (GunicornServer(workers=2, threads=4, env=env) as server,
@@ -194,7 +194,7 @@ def test_primary_restart_fails_fast_with_503_then_recovers_without_restart(
 def test_query_cut_by_the_server_answers_503_not_500(prefix: str) -> None:
     """A connection lost in the middle of a query (the server shut down or killed the
     backend: SQLSTATE 57P01) means "database unavailable, retry", not a bug: 503 + Retry-After."""
-    urls = server_support.test_database_env()
+    urls = server_support.database_urls_for_tests()
     with GunicornServer(workers=1, threads=2, env=tagged_env(prefix)) as server:
         answer: list[tuple] = []
         thread = threading.Thread(target=lambda: answer.append(

@@ -162,7 +162,7 @@ def secret_credentials() -> Iterator[dict[str, Any]]:
     redis_password = f"rdpw{secrets.token_hex(8)}"
     secret_key = f"sk{secrets.token_hex(16)}"
     role = "cp_e2e_secret"
-    urls = server_support.test_database_env()
+    urls = server_support.database_urls_for_tests()
     primary = urllib.parse.urlsplit(urls["DATABASE_URL"])
     replica = urllib.parse.urlsplit(urls["DATABASE_REPLICA_URLS"].split(",")[0])
     with psycopg.connect(urls["DATABASE_URL"], autocommit=True) as conn:
@@ -263,7 +263,7 @@ def test_no_secret_in_any_response_log_line_or_metric_label(staff, secret_creden
             record("dashboard", page.status, dict(page.headers), page.read())
         record("metrics again", *request("GET", server.url + "/metrics", timeout=30)[:3])
         # The server really uses the secret credentials (else a clean log would prove nothing).
-        with psycopg.connect(server_support.test_database_env()["DATABASE_URL"], autocommit=True) as conn:
+        with psycopg.connect(server_support.database_urls_for_tests()["DATABASE_URL"], autocommit=True) as conn:
             users = {row[0] for row in conn.execute("SELECT usename FROM pg_stat_activity").fetchall()}
         assert secret_credentials["role"] in users
         clients = secret_credentials["redis"].execute_command("CLIENT", "LIST")

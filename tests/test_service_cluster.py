@@ -183,8 +183,8 @@ def test_a_killed_worker_drops_out_after_its_ttl(server: GunicornServer) -> None
 def test_the_guides_monitoring_script_prints_real_numbers(server: GunicornServer) -> None:
     admin = Admin(server)
     stats = wait_until(lambda: (s := admin.stats())["processes"]["count"] == 3 and s, 20, "three workers")
-    env = {**os.environ, **server_support.test_database_env(), **ENV, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-           "DJANGO_SETTINGS_MODULE": "project.settings"}
+    env = {**os.environ, **server_support.database_urls_for_tests(), **ENV, "PYTHONPATH": str(ROOT),
+           "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "project.settings"}
     lines: list[str] = []
     with subprocess.Popen([sys.executable, str(ROOT / "scripts" / "monitor_pools.py")], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -22,7 +22,7 @@ REPLICA = "replica1"
 
 
 def _urls() -> tuple[str, list[str]]:
-    urls = server.test_database_env()
+    urls = server.database_urls_for_tests()
     return urls["DATABASE_URL"], [url for url in urls["DATABASE_REPLICA_URLS"].split(",") if url]
 
 

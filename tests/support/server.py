@@ -35,7 +35,7 @@ def _with_db_name(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-def test_database_env() -> dict[str, str]:
+def database_urls_for_tests() -> dict[str, str]:
     """DATABASE_URL / DATABASE_REPLICA_URLS rewritten to the test database's name."""
     from connection_pools import env
 
@@ -77,7 +77,7 @@ class GunicornServer:
             "CONNECTION_POOLS_KEY_PREFIX": f"test-gunicorn-{self.port}-{uuid.uuid4().hex[:6]}",
             "CONNECTION_POOLS_PUBLISH_INTERVAL": "1",
         }
-        self.env = {**os.environ, **test_database_env(), **isolated, **(env or {})}
+        self.env = {**os.environ, **database_urls_for_tests(), **isolated, **(env or {})}
         self.timeout = timeout
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
