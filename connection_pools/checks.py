@@ -55,3 +55,21 @@ def check_replica_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="connection_pools.W101",
         ))
     return messages
+
+
+@register(Tags.database)
+def check_psycopg_pool_internals(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """connection_pools.E003: an installed psycopg_pool without the internals our pool subclass uses."""
+    import psycopg_pool
+
+    from .pools import postgres
+
+    missing = postgres.missing_psycopg_pool_internals()
+    if not missing:
+        return []
+    return [Error(
+        f"psycopg_pool {psycopg_pool.__version__} lacks {', '.join(missing)}, which "
+        "connection_pools.pools.postgres.InstrumentedPool relies on.",
+        hint="Install the psycopg-pool version pinned in requirements.txt.",
+        id="connection_pools.E003",
+    )]

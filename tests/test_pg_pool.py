@@ -10,7 +10,14 @@ from django.db import OperationalError
 from psycopg_pool import PoolTimeout
 
 from connection_pools import stats
-from connection_pools.pools.postgres import DatabaseUnavailable, InstrumentedPool
+from connection_pools.checks import check_psycopg_pool_internals
+from connection_pools.pools.postgres import (
+    PSYCOPG_CONNECTION_ATTRIBUTES,
+    PSYCOPG_POOL_ATTRIBUTES,
+    DatabaseUnavailable,
+    InstrumentedPool,
+    missing_psycopg_pool_internals,
+)
 from tests.support.pg import (
     dispose,
     make_wrapper,
@@ -279,3 +286,28 @@ def test_stats_registered_under_db_alias_with_role():
                                        "min_size", "max_size"}
     finally:
         dispose(wrapper)
+
+
+def test_the_psycopg_pool_internals_we_rely_on_are_all_there(small_pool):
+    # An upgrade of psycopg-pool that renames one of them must fail here, loudly,
+    # rather than leave the fast paths or LIFO quietly broken.
+    _wrapper, pool = small_pool()
+    conn = pool.getconn()
+    try:
+        assert missing_psycopg_pool_internals(pool, conn) == []
+    finally:
+        pool.putconn(conn)
+    assert check_psycopg_pool_internals() == []
+
+
+def test_a_missing_internal_is_named_by_the_check(monkeypatch):
+    from psycopg_pool import ConnectionPool
+
+    monkeypatch.delattr(ConnectionPool, "_add_to_pool")
+    assert missing_psycopg_pool_internals() == ["ConnectionPool._add_to_pool"]
+    (error,) = check_psycopg_pool_internals()
+    assert error.id == "connection_pools.E003" and "ConnectionPool._add_to_pool" in error.msg
+    assert missing_psycopg_pool_internals(object(), object())[1:] == [
+        *(f"pool.{name}" for name in PSYCOPG_POOL_ATTRIBUTES),
+        *(f"connection.{name}" for name in PSYCOPG_CONNECTION_ATTRIBUTES),
+    ]

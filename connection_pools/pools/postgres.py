@@ -52,6 +52,32 @@ _PSYCOPG_NAMES = {"min_size": "pool_size", "max_size": "max_overflow", "timeout"
 DEFAULT_MAX_IDLE = 600.0
 
 
+#: psycopg_pool internals our fast paths and LIFO rely on (tested with psycopg-pool 3.3).
+#: :func:`missing_psycopg_pool_internals` names any that an upgrade removed, so the
+#: system check and the test suite fail loudly instead of the pool misbehaving.
+PSYCOPG_POOL_METHODS = (
+    "_add_to_pool", "_check_pool_putconn", "_close_connection", "_connect", "_get_ready_connection",
+    "_getconn_unchecked", "_maybe_grow_pool", "_return_connection",
+)
+PSYCOPG_POOL_ATTRIBUTES = (
+    "_closed", "_drained_at", "_lock", "_max_size", "_min_size", "_nconns", "_nconns_min", "_pool", "_reset",
+    "_waiting",
+)
+PSYCOPG_CONNECTION_ATTRIBUTES = ("_created_at", "_expire_at", "_pool")
+
+
+def missing_psycopg_pool_internals(pool: ConnectionPool | None = None, conn: Any = None) -> list[str]:
+    """The psycopg_pool internals we use that are missing: methods on the class, and the
+    attributes of ``pool`` (an instance, opened or not) and of ``conn`` (one of its connections)."""
+    missing = [f"ConnectionPool.{name}" for name in PSYCOPG_POOL_METHODS
+               if not callable(getattr(ConnectionPool, name, None))]
+    if pool is not None:
+        missing += [f"pool.{name}" for name in PSYCOPG_POOL_ATTRIBUTES if not hasattr(pool, name)]
+    if conn is not None:
+        missing += [f"connection.{name}" for name in PSYCOPG_CONNECTION_ATTRIBUTES if not hasattr(conn, name)]
+    return missing
+
+
 class DatabaseUnavailable(OperationalError):
     """A checkout failed because the server refused or dropped new connections."""
 
