@@ -29,8 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "RESULTS.md"
-START, END = "<!-- pool-bench:start -->", "<!-- pool-bench:end -->"
+SECTION = "pool-bench"  # our section of bench/RESULTS.md
 
 
 def configure_django() -> None:
@@ -179,7 +178,6 @@ def render(checkout: dict[str, float], cycle: dict[str, float], rounds: int, com
         return "met" if ok else "**missed**"
 
     lines = [
-        START,
         "## PostgreSQL pool (`bench/bench_pool.py`)",
         "",
         f"Run: `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -212,20 +210,8 @@ def render(checkout: dict[str, float], cycle: dict[str, float], rounds: int, com
         "pooled engine is the plain `django.db.backends.postgresql` with `OPTIONS['pool']`. The cycle is `cursor()`, "
         "`execute('SELECT 1')`, `fetchone()`, `close()` on one thread; the no-pool side runs in its own "
         "interleaving (forking server backends disturbs whatever runs next).",
-        END,
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_section(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
 
 
 def main() -> None:
@@ -242,8 +228,10 @@ def main() -> None:
     section = render(checkout, cycle, args.rounds, command)
     print(section)
     if not args.no_write:
-        write_section(section)
-        print(f"written to {RESULTS.relative_to(ROOT)}")
+        from bench import results as results_file
+
+        results_file.write_section(SECTION, section)
+        print(f"written to {results_file.RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import load  # noqa: E402 - after the sys.path fix above
+from bench import results as results_file  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
-START = "<!-- stats-bench:start -->"
-END = "<!-- stats-bench:end -->"
+SECTION = "stats-bench"  # our section of bench/RESULTS.md
 WORKERS = 8
 TARGET_MS = 10.0
 PATH = "/api/v1/admin/connection-pools/stats"
@@ -84,19 +83,6 @@ def summary(label: str, times: list[float]) -> dict:
             "max": max(times)}
 
 
-def write_section(text: str) -> None:
-    """Replace our section of RESULTS.md (or append it), leaving every other section untouched."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"{START}\n{text.rstrip()}\n{END}"
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        after = rest.split(END, 1)[1]
-        current = before + section + after
-    else:
-        current = current.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(current)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=300)
@@ -133,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        results_file.write_section(SECTION, text)
     return 0 if ok else 1
 
 

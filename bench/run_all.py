@@ -46,10 +46,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import load  # noqa: E402 - after the sys.path fix above
+from bench import results as results_file  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
-START = "<!-- load-bench:start -->"
-END = "<!-- load-bench:end -->"
+SECTION = "load-bench"  # our section of bench/RESULTS.md
 OTHER_SCRIPTS = ("bench_pool.py", "bench_stats_endpoint.py")
 BENCHMARKS = ("pooled", "instrumentation", "overload")
 
@@ -246,21 +245,6 @@ def run_other_scripts() -> list[str]:
     return lines
 
 
-def write_section(markdown: str) -> None:
-    """Replace our section of RESULTS.md (create the file if missing), nothing else."""
-    block = f"{START}\n{markdown.strip()}\n{END}"
-    if not RESULTS.exists():
-        RESULTS.write_text(f"# Benchmark results\n\n{block}\n")
-        return
-    text = RESULTS.read_text()
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        RESULTS.write_text(head + block + tail)
-    else:
-        RESULTS.write_text(text.rstrip("\n") + "\n\n" + block + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns 0 when every target was met."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -324,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(markdown)
     if not args.no_write:
-        write_section(markdown)
-        print(f"\nwrote our section of {RESULTS.relative_to(ROOT)}")
+        results_file.write_section(SECTION, markdown)
+        print(f"\nwrote our section of {results_file.RESULTS.relative_to(ROOT)}")
     if not args.skip_others:
         for line in run_other_scripts():
             print(line)

@@ -9,21 +9,22 @@ import shutil
 import pytest
 
 from bench import load, run_all
+from bench import results as results_file
 from tests.support import server as server_support
 from tests.support.server import GunicornServer
 
 
-def test_write_section_replaces_only_ours(tmp_path, monkeypatch) -> None:
-    results = tmp_path / "RESULTS.md"
-    monkeypatch.setattr(run_all, "RESULTS", results)
-    run_all.write_section("first")
-    assert run_all.START in results.read_text() and "first" in results.read_text()
-    results.write_text("# Benchmark results\n\n<!-- other:start -->\ntheirs\n<!-- other:end -->\n\n"
-                       + results.read_text().split("\n\n", 1)[1] + "\nafter\n")
-    run_all.write_section("second")
-    text = results.read_text()
+def test_write_section_replaces_only_ours(tmp_path) -> None:
+    path = tmp_path / "RESULTS.md"
+    start, end = results_file.markers(run_all.SECTION)
+    results_file.write_section(run_all.SECTION, "first", path)
+    assert start in path.read_text() and "first" in path.read_text()
+    path.write_text("# Benchmark results\n\n<!-- other:start -->\ntheirs\n<!-- other:end -->\n\n"
+                    + path.read_text().split("\n\n", 1)[1] + "\nafter\n")
+    results_file.write_section(run_all.SECTION, "second", path)
+    text = path.read_text()
     assert "theirs" in text and "after" in text and "second" in text and "first" not in text
-    assert text.count(run_all.START) == 1
+    assert text.count(start) == 1 and text.count(end) == 1
 
 
 def test_failure_verdict() -> None:
