@@ -78,20 +78,21 @@ def settings_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-_validated: list[dict[str, Any]] = []  # the last REPLICAS dict found valid (conf caches it)
+_last_valid: dict[str, Any] | None = None  # the last REPLICAS dict found valid
 
 
 def replica_settings() -> dict[str, Any]:
     """The validated ``REPLICAS`` settings; ImproperlyConfigured names every bad value."""
+    global _last_valid
     config = conf.get("REPLICAS")
     # Validated once per settings object, not per request: conf hands out the same dict
     # until a setting_changed signal, and override_settings makes a new one.
-    if _validated and _validated[0] is config:
+    if config is _last_valid:
         return config
     problems = settings_problems(config)
     if problems:
         raise ImproperlyConfigured("CONNECTION_POOLS['REPLICAS']: " + " ".join(problems))
-    _validated[:] = [config]
+    _last_valid = config
     return config
 
 
