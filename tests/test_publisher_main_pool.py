@@ -182,3 +182,17 @@ def test_a_fail_fast_checkout_waits_briefly_for_a_full_blocking_pool(make_pool: 
     finally:
         pool.release(held)
     assert failed.is_set() and pool.stats.active == 0
+
+
+def test_a_settings_change_closes_the_replaced_pools_idle_connections_at_once(quiet: None) -> None:
+    old = redis_pools.get_pool("main")
+    assert redis_pools.get_redis("main").ping()
+    assert old.connection_counts() == (0, 1)  # one idle connection
+    before = counts()
+    changed = {**conf.get("REDIS")["main"], "socket_timeout": 4.5}
+    with override_settings(CONNECTION_POOLS={**conf.get_config(), "REDIS": {**conf.get("REDIS"), "main": changed}}):
+        new = redis_pools.get_pool("main")
+        assert new is not old
+        # Closed by get_pool itself: we still hold the old pool, so no garbage collection did it.
+        assert delta(before, counts())[stats.CONNECTIONS_CLOSED] == 1
+        assert redis_pools.get_redis("main").connection_pool is new

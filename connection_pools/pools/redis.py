@@ -254,9 +254,6 @@ class _InstrumentedPoolMixin:
             # The non-blocking pool is full: the checkout fails without waiting.
             self.stats.incr(TIMEOUTS)
             raise
-        fast = self._cp_fail_fast_timeout()
-        if fast is not None:
-            _apply_fail_fast(connection, fast)  # again: the pool's poll may have reset the socket
         if not getattr(local, "warming", False):
             with self._cp_lock:
                 self._cp_leases[id(connection)] = time.monotonic()
