@@ -79,7 +79,18 @@ def _set_apply_delay(replica_url: str, delay: str | None) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"recovery_min_apply_delay is still {value!r}")
             time.sleep(0.02)
-    time.sleep(0.1)  # the startup process rereads its configuration on the same signal
+
+
+def _commit_is_held_back(primary_url: str, replica_url: str) -> bool:
+    """Commit a transaction on the primary: True when the replica receives it but has
+    not applied it 0.3 s later (an undelayed replica applies it within milliseconds)."""
+    with psycopg.connect(primary_url, autocommit=True, connect_timeout=5) as primary:
+        primary.execute("SELECT txid_current()")  # takes an xid: a commit record the delay holds back
+    lsn = _primary_lsn(primary_url)
+    _wait_lsn(replica_url, lsn, replayed=False, deadline=time.monotonic() + 10)
+    time.sleep(0.3)
+    with psycopg.connect(replica_url, autocommit=True, connect_timeout=5) as replica:
+        return replica.execute("SELECT pg_last_wal_replay_lsn() < %s::pg_lsn", [lsn]).fetchone()[0]
 
 
 @contextmanager
@@ -87,9 +98,16 @@ def delayed_replay(delay: str) -> Iterator[None]:
     """Inside the block the replica applies each commit only ``delay`` (e.g. ``"5s"``)
     after it happened (``recovery_min_apply_delay``); afterwards the delay is removed
     and the replica has caught up."""
-    _, replica_urls = _urls()
+    primary_url, replica_urls = _urls()
     _set_apply_delay(replica_urls[0], delay)
     try:
+        # Sessions see the new value before the startup process (which applies WAL)
+        # rereads its configuration: watch a commit being held back before going on.
+        for _ in range(20):
+            if _commit_is_held_back(primary_url, replica_urls[0]):
+                break
+        else:
+            raise TimeoutError(f"recovery_min_apply_delay = {delay} never took effect")
         yield
     finally:
         _set_apply_delay(replica_urls[0], None)
