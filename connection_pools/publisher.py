@@ -90,13 +90,13 @@ def call(func: Any) -> Any:
     if time.monotonic() < _down_until:
         raise RedisUnavailable("Redis failed moments ago; not retried yet")
     try:
-        pool = redis_pools.get_pool("main")
+        client = redis_pools.get_redis("main")
     except (ValueError, KeyError) as exc:  # a bad REDIS["main"] setting: degrade, as if down
         _down_until = time.monotonic() + RETRY_AFTER
         raise RedisUnavailable(f"the main Redis pool cannot be built: {exc}") from exc
     try:
-        with pool.fail_fast(SOCKET_TIMEOUT):
-            return text(func(redis_pools.get_redis("main")))
+        with client.connection_pool.fail_fast(SOCKET_TIMEOUT):
+            return text(func(client))
     except (redis.RedisError, OSError) as exc:
         _down_until = time.monotonic() + RETRY_AFTER
         raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
