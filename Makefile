@@ -13,11 +13,11 @@ SERVICES := scripts/devservices
 WITH_ENV := set -a && eval "$$($(SERVICES) env)" && SECRET_KEY="$${SECRET_KEY:-$$(scripts/secret-key)}" && set +a &&
 WORKERS ?= 3
 
-.PHONY: help venv system-deps services services-stop stop status run test lint bench clean
+.PHONY: help venv system-deps services services-stop stop status run test django-suite lint bench clean
 
 help:
 	@echo "make run     set up everything and serve on http://127.0.0.1:8000"
-	@echo "make test    set up everything and run the full test suite"
+	@echo "make test    set up everything and run the full test suite (then Django's own suite on our engine)"
 	@echo "make stop    stop PostgreSQL and Redis started by this checkout"
 	@echo "make status  show the local services"
 	@echo "make lint    ruff"
@@ -64,6 +64,11 @@ run: venv services
 test: venv services
 	$(BIN)/python -m playwright --version >/dev/null
 	$(WITH_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ "$(DJANGO_SUITE)" != "0" ]; then $(MAKE) --no-print-directory django-suite; fi
+
+# Django's own test suite on our engine, once with psycopg's pool option names, once with the guide's.
+django-suite: venv services
+	$(WITH_ENV) $(BIN)/python scripts/django_suite.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -4,32 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, register
 
 from . import conf
 
 
-@register(Tags.database, deploy=False)
+@register()
 def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    """connection_pools.E001: the guide's pool settings must be coherent."""
+    """connection_pools.E004: every pooled alias's OPTIONS["pool"] (and the defaults under it) must resolve.
+
+    The same validation the engine runs when it builds a pool, so a typo is found by
+    ``manage.py check`` rather than by the first request.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connections
+
+    from .backends.postgresql.options import is_pooled, resolve
+    from .pools.postgres import ENGINE
+
     errors: list[Error] = []
-    pool = conf.get("DATABASE_POOL")
-    if not isinstance(pool.get("pool_size"), int) or pool["pool_size"] < 1:
-        errors.append(
-            Error(
-                f"CONNECTION_POOLS['DATABASE_POOL']['pool_size'] is {pool.get('pool_size')!r}.",
-                hint="Use a whole number >= 1.",
-                id="connection_pools.E001",
-            )
-        )
-    if not isinstance(pool.get("max_overflow"), int) or pool["max_overflow"] < 0:
-        errors.append(
-            Error(
-                f"CONNECTION_POOLS['DATABASE_POOL']['max_overflow'] is {pool.get('max_overflow')!r}.",
-                hint="Use a whole number >= 0.",
-                id="connection_pools.E002",
-            )
-        )
+    for alias, db in connections.settings.items():
+        if db.get("ENGINE") != ENGINE or not is_pooled(db):
+            continue
+        try:
+            resolve(alias, db, conf.get("DATABASE_POOL"))
+        except ImproperlyConfigured as exc:
+            errors.append(Error(str(exc), hint="See docs/postgresql-pools.md for both vocabularies.",
+                                id="connection_pools.E004"))
     return errors
 
 
@@ -57,19 +58,19 @@ def check_replica_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return messages
 
 
-@register(Tags.database)
+@register()
 def check_psycopg_pool_internals(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """connection_pools.E003: an installed psycopg_pool without the internals our pool subclass uses."""
     import psycopg_pool
 
-    from .pools import postgres
+    from .backends.postgresql import compat
 
-    missing = postgres.missing_psycopg_pool_internals()
+    missing = compat.missing_internals()
     if not missing:
         return []
     return [Error(
         f"psycopg_pool {psycopg_pool.__version__} lacks {', '.join(missing)}, which "
-        "connection_pools.pools.postgres.InstrumentedPool relies on.",
-        hint="Install the psycopg-pool version pinned in requirements.txt.",
+        "connection_pools.backends.postgresql.compat relies on.",
+        hint="Install the psycopg-pool version pinned in requirements.txt (>=3.3,<3.4).",
         id="connection_pools.E003",
     )]

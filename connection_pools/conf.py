@@ -24,6 +24,9 @@ DATABASE_POOL_DEFAULTS: dict[str, Any] = {
     "pool_recycle": 3600.0,  # seconds a connection may live (psycopg max_lifetime)
     "pool_pre_ping": True,  # test a connection before handing it out
     "pool_use_lifo": True,  # hand out the most recently returned connection first
+    # Ours: a connection proved alive less than this many seconds ago is handed out without
+    # a ping (0: ping on every checkout, as the guide says).
+    "pool_pre_ping_window": 0.0,
 }
 
 #: The guide's Redis pool settings. ``cache`` is the larger, high-throughput pool.

@@ -145,6 +145,7 @@ def database_pool_settings(environ: Environ) -> dict[str, Any]:
         "pool_recycle": env_float(environ, "DATABASE_POOL_RECYCLE", d["pool_recycle"], strict=True),
         "pool_pre_ping": env_bool(environ, "DATABASE_POOL_PRE_PING", d["pool_pre_ping"]),
         "pool_use_lifo": env_bool(environ, "DATABASE_POOL_USE_LIFO", d["pool_use_lifo"]),
+        "pool_pre_ping_window": env_float(environ, "DATABASE_POOL_PRE_PING_WINDOW", d["pool_pre_ping_window"]),
     }
 
 

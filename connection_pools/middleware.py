@@ -20,7 +20,7 @@ from html import escape
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from . import conf
-from .pools.postgres import DatabaseUnavailable
+from .backends.postgresql.pool import DatabaseUnavailable
 from .pools.requestctx import RequestInfo, current_request
 
 logger = logging.getLogger("connection_pools.middleware")
@@ -49,10 +49,10 @@ def classify_failure(exception: BaseException) -> str | None:
     seen = 0
     current: BaseException | None = exception
     while current is not None and seen < 8:
+        if isinstance(current, DatabaseUnavailable):  # a PoolTimeout, but the server is the cause
+            return "unavailable"
         if isinstance(current, PoolTimeout):
             return "timeout"
-        if isinstance(current, DatabaseUnavailable):
-            return "unavailable"
         marked = getattr(current, "connection_pools_failure", None)
         if marked:
             return str(marked)

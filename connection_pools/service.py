@@ -26,6 +26,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from . import advisor, aggregate, alerts, background, conf, health, publisher, stats, tuner
+from .backends.postgresql.options import is_pooled
 
 logger = logging.getLogger(__name__)
 
@@ -204,16 +205,17 @@ class ConnectionPoolService:
         databases = {}
         for alias, db in settings.DATABASES.items():
             options = dict(db.get("OPTIONS") or {})
-            pool_overrides = options.pop("pool", None)
+            options.pop("pool", None)
+            pooled = is_pooled(db)
             databases[alias] = {
                 "pool": stats.pool_name_for_alias(alias),
                 "engine": db.get("ENGINE"),
-                "mode": "pool" if pool_overrides not in (None, False) else "persistent",
+                "mode": "pool" if pooled else "persistent",
                 "host": db.get("HOST"), "port": db.get("PORT"), "name": db.get("NAME"), "user": db.get("USER"),
                 "password": db.get("PASSWORD"),
                 "conn_max_age": db.get("CONN_MAX_AGE"), "conn_health_checks": db.get("CONN_HEALTH_CHECKS"),
                 "options": options,
-                "pool_settings": self._effective_pool(alias, pool_overrides),
+                "pool_settings": self._effective_pool(alias, db) if pooled else None,
             }
         redis_pools = {name: {"pool": stats.pool_name_for_redis(name), **dict(values)}
                        for name, values in conf.get("REDIS").items()}
@@ -226,15 +228,13 @@ class ConnectionPoolService:
         })
 
     @staticmethod
-    def _effective_pool(alias: str, overrides: Any) -> dict[str, Any] | None:
-        if overrides in (None, False):
-            return None
-        try:
-            from .pools.postgres import _config_for, resolve_config
+    def _effective_pool(alias: str, db: dict[str, Any]) -> dict[str, Any]:
+        from .pools.postgres import config_for, resolve
 
-            live = _config_for(alias)
-            return live or resolve_config(alias, overrides).as_dict()
+        try:
+            return config_for(alias) or dict(resolve(alias, db, conf.get("DATABASE_POOL")).guide_settings())
         except Exception:  # an alias we cannot resolve shows its raw overrides
+            overrides = (db.get("OPTIONS") or {}).get("pool")
             return {**conf.get("DATABASE_POOL"), **(overrides if isinstance(overrides, dict) else {})}
 
     # -- resets and names ------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.pg import pooled  # noqa: F401 - the pool tests' factory fixture
+
 
 @pytest.fixture
 def gunicorn_server():

@@ -24,6 +24,7 @@ def test_defaults_point_at_local_services() -> None:
         "pool_recycle": 3600.0,
         "pool_pre_ping": True,
         "pool_use_lifo": True,
+        "pool_pre_ping_window": 0.0,
     }
     assert pools["REDIS"]["main"]["max_connections"] == 10
     assert pools["REDIS"]["cache"]["max_connections"] == 50
@@ -38,6 +39,7 @@ def test_guide_tuning_variables_are_read() -> None:
             "DATABASE_POOL_RECYCLE": "60",
             "DATABASE_POOL_PRE_PING": "off",
             "DATABASE_POOL_USE_LIFO": "false",
+            "DATABASE_POOL_PRE_PING_WINDOW": "0.5",
             "REDIS_POOL_SIZE": "15",
             "REDIS_MAX_CONNECTIONS": "70",
         }
@@ -49,6 +51,7 @@ def test_guide_tuning_variables_are_read() -> None:
         "pool_recycle": 60.0,
         "pool_pre_ping": False,
         "pool_use_lifo": False,
+        "pool_pre_ping_window": 0.5,
     }
     assert pools["REDIS"]["main"]["max_connections"] == 15
     assert pools["REDIS"]["cache"]["max_connections"] == 70
@@ -79,6 +82,7 @@ def test_persistent_mode_without_pool() -> None:
         ("DATABASE_POOL_RECYCLE", "nan", "number of seconds > 0"),
         ("DATABASE_POOL_PRE_PING", "maybe", "one of 1/true"),
         ("DATABASE_POOL_USE_LIFO", "2", "one of 1/true"),
+        ("DATABASE_POOL_PRE_PING_WINDOW", "-1", "number of seconds >= 0"),
         ("REDIS_POOL_SIZE", "many", "whole number >= 1"),
         ("REDIS_MAX_CONNECTIONS", "-3", "whole number >= 1"),
         ("DATABASE_URL", "mysql://u:p@h/db", "PostgreSQL URL"),

@@ -7,9 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import ProgrammingError, connection
 from django.db.backends.postgresql.base import Cursor as DjangoCursor
-from django.test import override_settings
 
-from connection_pools.pools.postgres import resolve_config
 from tests.support.pg import (
     dispose,
     make_wrapper,
@@ -18,34 +16,6 @@ from tests.support.pg import (
 )
 
 pytestmark = pytest.mark.usefixtures("quiet_background")
-
-
-def test_defaults_are_the_guides():
-    config = resolve_config("x", {})
-    assert config.as_dict() == {"pool_size": 10, "max_overflow": 20, "pool_timeout": 30.0, "pool_recycle": 3600.0,
-                                "pool_pre_ping": True, "pool_use_lifo": True, "max_idle": 600.0}
-    assert config.max_size == 30
-
-
-def test_alias_options_override_the_app_settings():
-    with override_settings(CONNECTION_POOLS={"DATABASE_POOL": {"pool_size": 4}}):
-        config = resolve_config("x", {"max_overflow": 0, "pool_use_lifo": False})
-    assert (config.pool_size, config.max_overflow, config.pool_use_lifo) == (4, 0, False)
-
-
-@pytest.mark.parametrize(("options", "message"), [
-    ({"pool_size": 0}, r"\['pool_size'\] is 0: expected a whole number >= 1"),
-    ({"max_overflow": -1}, "expected a whole number >= 0"),
-    ({"pool_timeout": "soon"}, "expected a number of seconds > 0"),
-    ({"pool_recycle": 0}, "expected a number of seconds > 0"),
-    ({"pool_pre_ping": "yes"}, "expected True or False"),
-    ({"min_size": 3}, "use the guide's 'pool_size'"),
-    ({"poolsize": 3}, "unknown key 'poolsize'"),
-    ([1, 2], "expected a dict"),
-])
-def test_bad_pool_options_are_clear_errors(options, message):
-    with pytest.raises(ImproperlyConfigured, match=message):
-        resolve_config("reports", options)
 
 
 def test_pool_and_conn_max_age_exclude_each_other():
@@ -60,18 +30,37 @@ def test_pool_and_conn_max_age_exclude_each_other():
 @pytest.mark.django_db(transaction=True)
 def test_cursor_wrapper_chain_does_not_grow_across_checkouts():
     # django-prometheus issue 445: wrapping per checkout grew the class chain without bound.
-    classes = set()
-    depths = set()
+    from connection_pools.backends.postgresql.metered import MeteredCursorWrapper
+
+    wrappers, cursors = set(), set()
     for _ in range(50):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-            classes.add(type(cursor.cursor))
-            depths.add(len(type(cursor.cursor).__mro__))
+            wrappers.add(type(cursor))
+            cursors.add(type(cursor.cursor))
         connection.close()
-    assert len(classes) == 1 and len(depths) == 1
-    (cls,) = classes
-    assert cls.__qualname__ == "MeteredCursor[default]"
-    assert cls.__mro__[1] is DjangoCursor  # exactly one layer over Django's cursor
+    assert wrappers == {MeteredCursorWrapper}  # one fixed class around every cursor
+    assert cursors == {DjangoCursor}  # and psycopg's cursor exactly as Django configures it
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("pooled", [True, False])
+def test_cursor_factory_and_server_side_binding_are_honoured(pooled):
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class MyCursor(DjangoCursor):
+        pass
+
+    for options, expected in (({"cursor_factory": MyCursor}, MyCursor), ({"server_side_binding": True},
+                                                                           ServerBindingCursor)):
+        wrapper = make_wrapper({"pool_size": 1, "max_overflow": 0} if pooled else None, **options)
+        try:
+            with wrapper.cursor() as cursor:
+                cursor.execute("SELECT %s", [1])
+                assert type(cursor.cursor) is expected
+            assert wrapper.connection.cursor_factory is expected
+        finally:
+            dispose(wrapper)
 
 
 @pytest.mark.django_db(transaction=True)

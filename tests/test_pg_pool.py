@@ -5,20 +5,17 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg
 import pytest
 from django.db import OperationalError
 from psycopg_pool import PoolTimeout
 
 from connection_pools import stats
+from connection_pools.backends.postgresql import compat
 from connection_pools.checks import check_psycopg_pool_internals
-from connection_pools.pools.postgres import (
-    PSYCOPG_CONNECTION_ATTRIBUTES,
-    PSYCOPG_POOL_ATTRIBUTES,
-    DatabaseUnavailable,
-    InstrumentedPool,
-    missing_psycopg_pool_internals,
-)
+from connection_pools.pools.postgres import DatabaseUnavailable, InstrumentedPool
 from tests.support.pg import (
+    backend_pid,
     dispose,
     make_wrapper,
     quiet_background,  # noqa: F401 - fixture
@@ -32,30 +29,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 @pytest.fixture
-def small_pool():
-    """Factory: a dedicated alias with a small pool; disposed after the test."""
-    made = []
-
-    def factory(**pool_options):
-        options = {"pool_size": 2, "max_overflow": 1, "pool_timeout": 0.5, **pool_options}
-        wrapper = make_wrapper(options)
-        made.append(wrapper)
-        pool = wrapper.pool
-        assert isinstance(pool, InstrumentedPool)
-        assert pool.wait_ready(10)
-        return wrapper, pool
-
-    yield factory
-    for wrapper in made:
-        dispose(wrapper)
+def small_pool(pooled):
+    """Factory: a dedicated alias with a small pool in the guide's names; disposed after the test."""
+    return lambda **options: pooled({"pool_size": 2, "max_overflow": 1, "pool_timeout": 0.5, **options})
 
 
 def counters(pool: InstrumentedPool) -> dict[str, int]:
     return pool.stats.snapshot()["counters"]
-
-
-def backend_pid(conn) -> int:
-    return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
 
 
 def test_pool_size_connections_are_opened_up_front_and_no_overflow(small_pool):
@@ -182,6 +162,32 @@ def test_without_pre_ping_a_killed_backend_reaches_the_application(small_pool):
     assert wait_for(lambda: counters(pool)["connections_closed"] == 1)
 
 
+def test_pre_ping_window_hands_out_a_connection_just_used_without_a_round_trip(small_pool):
+    _wrapper, pool = small_pool(pool_size=1, max_overflow=0, pool_pre_ping_window=60)
+    conn = pool.getconn()
+    killed = backend_pid(conn)
+    pool.putconn(conn)
+    terminate([killed])
+    conn = pool.getconn()  # proved alive moments ago: no ping...
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")  # ...which is what the window trades away
+    pool.putconn(conn)
+    assert counters(pool)["pre_ping_failures"] == 0
+
+
+def test_pre_ping_window_pings_again_once_it_has_passed(small_pool):
+    _wrapper, pool = small_pool(pool_size=1, max_overflow=0, pool_pre_ping_window=0.2)
+    conn = pool.getconn()
+    killed = backend_pid(conn)
+    pool.putconn(conn)
+    terminate([killed])
+    time.sleep(0.3)
+    conn = pool.getconn()
+    assert backend_pid(conn) != killed
+    pool.putconn(conn)
+    assert counters(pool)["pre_ping_failures"] == 1
+
+
 def test_lifo_hands_out_the_most_recently_returned_connection(small_pool):
     _wrapper, pool = small_pool(pool_size=3, max_overflow=0)
     conns = [pool.getconn() for _ in range(3)]
@@ -294,7 +300,7 @@ def test_the_psycopg_pool_internals_we_rely_on_are_all_there(small_pool):
     _wrapper, pool = small_pool()
     conn = pool.getconn()
     try:
-        assert missing_psycopg_pool_internals(pool, conn) == []
+        assert compat.missing_internals(pool, conn) == []
     finally:
         pool.putconn(conn)
     assert check_psycopg_pool_internals() == []
@@ -304,10 +310,10 @@ def test_a_missing_internal_is_named_by_the_check(monkeypatch):
     from psycopg_pool import ConnectionPool
 
     monkeypatch.delattr(ConnectionPool, "_add_to_pool")
-    assert missing_psycopg_pool_internals() == ["ConnectionPool._add_to_pool"]
+    assert compat.missing_internals() == ["ConnectionPool._add_to_pool"]
     (error,) = check_psycopg_pool_internals()
     assert error.id == "connection_pools.E003" and "ConnectionPool._add_to_pool" in error.msg
-    assert missing_psycopg_pool_internals(object(), object())[1:] == [
-        *(f"pool.{name}" for name in PSYCOPG_POOL_ATTRIBUTES),
-        *(f"connection.{name}" for name in PSYCOPG_CONNECTION_ATTRIBUTES),
+    assert compat.missing_internals(object(), object())[1:] == [
+        *(f"pool.{name}" for name in compat.POOL_ATTRIBUTES),
+        *(f"connection.{name}" for name in compat.CONNECTION_ATTRIBUTES),
     ]

@@ -26,7 +26,7 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
 from .. import stats
-from .postgres import role_for
+from ..backends.postgresql.options import is_pooled, role_for
 
 
 class _Tracked:
@@ -49,7 +49,7 @@ def is_persistent(wrapper: Any) -> bool:
     """True for an alias with persistent connections (``CONN_MAX_AGE`` > 0 or None) and no pool."""
     settings_dict = wrapper.settings_dict
     max_age = settings_dict.get("CONN_MAX_AGE", 0)
-    return (max_age is None or max_age > 0) and "pool" not in (settings_dict.get("OPTIONS") or {})
+    return (max_age is None or max_age > 0) and not is_pooled(settings_dict)
 
 
 def stats_for(wrapper: Any) -> stats.PoolStats:
@@ -59,7 +59,7 @@ def stats_for(wrapper: Any) -> stats.PoolStats:
     pool_stats = stats.registry.get(name)
     if pool_stats is None:
         pool_stats = stats.registry.get_or_create(name, "persistent", alias=alias,
-                                                  role=role_for(wrapper.settings_dict, alias))
+                                                  role=role_for(wrapper.settings_dict))
         settings_dict = wrapper.settings_dict
         pool_stats.gauge_source = lambda: _gauges(alias)
         pool_stats.config_source = lambda: {

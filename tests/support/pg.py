@@ -84,6 +84,35 @@ def dispose(wrapper: DatabaseWrapper) -> None:
         stats.registry.remove(stats.pool_name_for_alias(wrapper.alias))
 
 
+def backend_pid(conn: psycopg.Connection) -> int:
+    """The server pid behind a psycopg connection (a round trip)."""
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+def pooled():
+    """Factory: ``wrapper, pool = pooled(options, port=None, wait=True)``: a dedicated alias with
+    ``OPTIONS["pool"] = options`` (psycopg's names or the guide's), disposed after the test."""
+    from connection_pools.backends.postgresql.pool import InstrumentedPool
+
+    made = []
+
+    def factory(options: Any, *, port: int | None = None, wait: bool = True) -> tuple[DatabaseWrapper, Any]:
+        wrapper = make_wrapper(options, port=port)
+        made.append(wrapper)
+        pool = wrapper.pool
+        assert isinstance(pool, InstrumentedPool)
+        if wait:
+            assert pool.wait_ready(10)
+        return wrapper, pool
+
+    yield factory
+    for wrapper in made:
+        dispose(wrapper)
+
+
 @pytest.fixture
 def quiet_background():
     """Stop this process's background thread around a test that asserts exact counters.

@@ -1,10 +1,16 @@
-"""PostgreSQL engine: Django's backend with django-prometheus' query metrics and our pool.
+"""PostgreSQL engine: Django's pooled backend, a drop-in, with our pool and django-prometheus' metrics.
 
-``ENGINE: "connection_pools.backends.postgresql"``. With ``OPTIONS["pool"]`` (a dict of
-the guide's keys, possibly empty, or True) the alias gets an
-:class:`~connection_pools.pools.postgres.InstrumentedPool`, built once per alias and
-per process; without it, connections are Django's usual ones (``CONN_MAX_AGE``
-persistent mode, with statistics from :mod:`connection_pools.pools.persistent`).
+django-prometheus' metrics (new connections, their errors, queries) are counted here and in
+:mod:`.metered` with label children bound once per alias, not through its per-call
+wrappers.
+
+``ENGINE: "connection_pools.backends.postgresql"``. ``OPTIONS["pool"]`` takes what
+Django's own engine takes -- ``True``, ``False`` or absent, or a dict of psycopg's keyword
+names -- and also the guide's names (see :mod:`.options`). A pooled alias gets an
+:class:`~.pool.InstrumentedPool`, built once per alias and per process; ``OPTIONS["pool"]``
+is read at every call, so a wrapper with the pool turned off never uses one. Without a
+pool, connections are Django's usual ones (``CONN_MAX_AGE`` persistent mode, with
+statistics from :mod:`connection_pools.pools.persistent`).
 """
 
 from __future__ import annotations
@@ -14,81 +20,109 @@ from typing import Any
 
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql.base import DatabaseWrapper as DjangoDatabaseWrapper
-from django_prometheus.db.backends.postgresql.base import DatabaseWrapper as PrometheusDatabaseWrapper
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
-from ...pools import persistent, postgres
+from ... import conf, stats
+from ...pools import persistent
 from ...pools.requestctx import current_request
-from .metered import metered_cursor_class
+from . import fork, options
+from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper, metrics_for
+from .pool import DatabaseUnavailable, InstrumentedPool, Process
 
 
-class DatabaseWrapper(PrometheusDatabaseWrapper):
+def _pooled(settings_dict: dict[str, Any]) -> bool:
+    """:func:`.options.is_pooled` for a settings dict Django has completed (``OPTIONS`` is there)."""
+    pool = settings_dict["OPTIONS"].get("pool")
+    return pool is not None and pool is not False and pool != 0
+
+
+class DatabaseWrapper(DjangoDatabaseWrapper):
     """Django's PostgreSQL ``DatabaseWrapper`` with an instrumented pool per alias and process."""
 
     # Our own registry (Django's is shared by every PostgreSQL wrapper class).
-    _connection_pools: dict[str, postgres.InstrumentedPool] = {}
-
-    def _pool_options(self) -> Any:
-        return self.settings_dict["OPTIONS"].get("pool", False)
+    _connection_pools: dict[str, InstrumentedPool] = {}
 
     @property
-    def pool(self) -> postgres.InstrumentedPool | None:
-        """This alias's pool in this process (None when the alias is not pooled).
+    def pool(self) -> InstrumentedPool | None:
+        """This alias's pool in this process, or None when ``OPTIONS["pool"]`` asks for none.
 
-        Rebuilt when the process forked (a pid change) or when the alias's settings
-        moved (tests switch NAME to the test database, or mirror a replica).
+        Rebuilt when the process forked (a pid change) or when the alias's settings moved
+        to another server or database (tests switch NAME to the test database).
         """
+        settings_dict = self.settings_dict
         pool = self._connection_pools.get(self.alias)
-        if pool is not None and pool.pid == postgres.Process.pid:
-            settings_dict = self.settings_dict
-            # Identity checks first: this runs several times per checkout.
-            if pool.settings_ref is settings_dict and pool.name_ref is settings_dict["NAME"]:
-                return pool
-            if pool.target == postgres.target_of(settings_dict):
-                return pool
-        if self.alias == NO_DB_ALIAS or self._pool_options() in (False, None):
+        # This runs several times per checkout: identity checks first, OPTIONS["pool"] read every time.
+        if (pool is not None and pool.settings_ref is settings_dict and pool.name_ref is settings_dict["NAME"]
+                and pool.pid == Process.pid and _pooled(settings_dict)):
+            return pool
+        if not options.is_pooled(settings_dict) or self.alias == NO_DB_ALIAS:
             return None
+        if pool is not None and pool.pid == Process.pid:
+            if pool.target == options.target_of(settings_dict):
+                return pool
         return self._replace_pool(pool)
 
-    def _replace_pool(self, stale: postgres.InstrumentedPool | None) -> postgres.InstrumentedPool:
+    def _replace_pool(self, stale: InstrumentedPool | None) -> InstrumentedPool:
         if stale is not None:
             if stale.pid != os.getpid():
                 if self.connection is not None and getattr(self.connection, "_pool", None) is stale:
-                    postgres.detach_connection(self.connection)
+                    fork.detach_connection(self.connection)
                     self.connection = None
-                postgres.forget_inherited(self.alias, stale)
+                fork.forget_inherited(self.alias, stale, self._connection_pools)
             else:
                 self._connection_pools.pop(self.alias, None)
                 stale.close()
-        pool = postgres.build_pool(self)
+        pool = self._build_pool()
         # Two threads may race to build: the first one stored wins, the other is discarded unopened.
         winner = self._connection_pools.setdefault(self.alias, pool)
         if winner is pool:
-            from ... import conf
-
             pool.open()
             if conf.get("WARM_ON_STARTUP"):
-                pool.wait_ready(pool.config.pool_timeout)
+                pool.wait_ready(pool.timeout)
         return winner
 
+    def _build_pool(self) -> InstrumentedPool:
+        """Build (not open) this alias's pool from its settings."""
+        settings_dict = self.settings_dict
+        config = options.resolve(self.alias, settings_dict, conf.get("DATABASE_POOL"))
+        pool_stats = stats.registry.get_or_create(
+            stats.pool_name_for_alias(self.alias), "postgresql", alias=self.alias, role=options.role_for(settings_dict),
+        )
+        connect_kwargs = DjangoDatabaseWrapper.get_connection_params(self)
+        connect_kwargs["autocommit"] = True  # Django sets the real mode on checkout
+        pool = InstrumentedPool(alias=self.alias, config=config, pool_stats=pool_stats, kwargs=connect_kwargs,
+                                configure=self._configure_connection)
+        alias = self.alias
+        pool_stats.gauge_source = lambda: gauges_for(alias)
+        pool_stats.config_source = lambda: config_for(alias)
+        pool.target = options.target_of(settings_dict)
+        pool.settings_ref = settings_dict
+        pool.name_ref = settings_dict["NAME"]
+        return pool
+
     def close_pool(self) -> None:
-        """Close this alias's pool (Django calls it around test-database creation)."""
+        """Close this alias's pool, as Django's does (Django calls it around test-database creation)."""
+        if not options.is_pooled(self.settings_dict):
+            return
         pool = self._connection_pools.pop(self.alias, None)
         if pool is not None and pool.pid == os.getpid():
             pool.close()
 
     def get_connection_params(self) -> dict[str, Any]:
         pool = self._connection_pools.get(self.alias)
-        if pool is not None and pool.pid == postgres.Process.pid and pool.settings_ref is self.settings_dict:
-            # With a pool, Django's connect() ignores these (the pool has its own copy):
-            # skip rebuilding them, and re-wrapping the cursor class, on every checkout.
-            return pool.kwargs
-        # Django's parameters, with django-prometheus' query metrics on a cursor class
-        # built once per alias (see metered.py) instead of django-prometheus' per-call wrapper.
-        params = DjangoDatabaseWrapper.get_connection_params(self)
-        params["cursor_factory"] = metered_cursor_class(params["cursor_factory"], self.alias, self.vendor)
-        return params
+        if (pool is not None and pool.settings_ref is self.settings_dict and pool.pid == Process.pid
+                and _pooled(self.settings_dict)):
+            # With a pool, Django's get_new_connection() ignores these (the pool has its own
+            # copy): skip rebuilding them on every checkout.
+            return pool.kwargs  # type: ignore[no-any-return]
+        return super().get_connection_params()  # type: ignore[no-any-return]
+
+    def make_cursor(self, cursor: Any) -> MeteredCursorWrapper:
+        return MeteredCursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor: Any) -> MeteredCursorDebugWrapper:
+        return MeteredCursorDebugWrapper(cursor, self)
 
     def close_if_health_check_failed(self) -> None:
         """Drop a connection already known to be broken before the next cursor.
@@ -99,26 +133,52 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
         request boundary. Outside a transaction, give it back (the pool discards it)
         and let the next cursor check out a working one. No I/O: a status flag only.
         """
-        if "pool" not in self.settings_dict["OPTIONS"]:
-            return super().close_if_health_check_failed()
+        if not _pooled(self.settings_dict):
+            return super().close_if_health_check_failed()  # type: ignore[no-any-return]
         if self.connection is not None and self.connection.closed and not self.in_atomic_block:
             self.close()
+        return None
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        metrics = metrics_for(self.alias, self.vendor)
+        metrics.connections.inc()  # django-prometheus' django_db_new_connections_total
         try:
             return super().get_new_connection(conn_params)
-        except PoolTimeout:
-            raise
-        except OperationalError as exc:
-            # Connecting failed (server down, refused, auth...): the middleware answers 503.
-            exc.connection_pools_failure = "unavailable"
-            request = current_request.get()
-            if request is not None and request.db_failure is None:
-                request.db_failure = "unavailable"
-                request.failed_aliases.append(self.alias)
+        except Exception as exc:
+            metrics.connection_errors.inc()
+            if isinstance(exc, DatabaseUnavailable) or (isinstance(exc, OperationalError)
+                                                          and not isinstance(exc, PoolTimeout)):
+                # Connecting failed (server down, refused, auth...): the middleware answers 503.
+                _note_unavailable(self.alias, exc)
             raise
 
     def _close(self) -> None:
-        if self.connection is not None and "pool" not in self.settings_dict["OPTIONS"]:
+        if self.connection is not None and not _pooled(self.settings_dict):
             persistent.connection_closing(self)
-        return super()._close()
+        return super()._close()  # type: ignore[no-any-return]
+
+
+def gauges_for(alias: str) -> dict[str, int]:
+    """The live gauges of ``alias``'s pool in this process (zeros when it has none here)."""
+    pool = DatabaseWrapper._connection_pools.get(alias)
+    if pool is None or pool.pid != os.getpid():
+        return dict.fromkeys((stats.ACTIVE, stats.AVAILABLE, stats.SIZE, stats.WAITING, stats.OVERFLOW_IN_USE), 0)
+    return pool.gauges()
+
+
+def config_for(alias: str) -> dict[str, Any]:
+    """The live pool's settings in the guide's vocabulary (sizes as resized), or {} without one."""
+    pool = DatabaseWrapper._connection_pools.get(alias)
+    if pool is None:
+        return {}
+    settings: dict[str, Any] = dict(pool.config.guide_settings())
+    settings.update(pool_size=pool.min_size, max_overflow=pool.max_size - pool.min_size)
+    return settings
+
+
+def _note_unavailable(alias: str, exc: Exception) -> None:
+    exc.connection_pools_failure = "unavailable"  # type: ignore[attr-defined]
+    request = current_request.get()
+    if request is not None and request.db_failure is None:
+        request.db_failure = "unavailable"
+        request.failed_aliases.append(alias)

@@ -1,56 +1,96 @@
-"""django-prometheus' query metrics, with the label lookups done once per class.
+"""django-prometheus' query metrics, counted in Django's cursor wrapper, not in psycopg's cursor.
 
-django-prometheus' ``ExportingCursorWrapper`` calls ``.labels(...)`` on every
-``execute`` (a lock and a dict lookup each). Ours increments the very same
-metrics (``django_db_execute_total``, ``django_db_execute_many_total``,
-``django_db_errors_total``, ``django_db_query_duration_seconds``) through label
-children bound once. Classes are cached per (base class, alias, vendor), so a
-connection's cursor class is built once per pool -- never once per checkout
-(django-prometheus issue 445).
+django-prometheus counts queries by replacing the connection's ``cursor_factory`` with
+a subclass built per call (its issue 445: the class chain grew with every checkout), and
+that replacement also changes what ``connection.cursor_factory`` is, so a user's own
+``cursor_factory`` or ``server_side_binding`` no longer shows through. We count the very
+same metrics (``django_db_execute_total``, ``django_db_execute_many_total``,
+``django_db_errors_total``, ``django_db_query_duration_seconds``) in the wrapper Django
+puts around every cursor (``make_cursor`` / ``make_debug_cursor``): two fixed classes,
+label children bound once per alias, and psycopg's cursor left exactly as configured.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from time import perf_counter
 from typing import Any
 
-from django_prometheus.db import errors_total, execute_many_total, execute_total, query_duration_seconds
+from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresCursorDebugWrapper
+from django.db.backends.utils import CursorWrapper
+from django_prometheus.db import (
+    connection_errors_total,
+    connections_total,
+    errors_total,
+    execute_many_total,
+    execute_total,
+    query_duration_seconds,
+)
+
+
+class QueryMetrics:
+    """django-prometheus' metric children of one alias, looked up once."""
+
+    __slots__ = ("alias", "connection_errors", "connections", "duration", "executed", "executed_many", "vendor")
+
+    def __init__(self, alias: str, vendor: str) -> None:
+        self.alias = alias
+        self.vendor = vendor
+        self.connections = connections_total.labels(alias, vendor)
+        self.connection_errors = connection_errors_total.labels(alias, vendor)
+        self.executed = execute_total.labels(alias, vendor)
+        self.executed_many = execute_many_total.labels(alias, vendor)
+        self.duration = query_duration_seconds.labels(alias, vendor)
+
+    def error(self, exc: BaseException) -> None:
+        # Django wraps the driver's error (SyntaxError -> ProgrammingError); django-prometheus
+        # labels with the driver's class, so do we.
+        cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+        errors_total.labels(alias=self.alias, vendor=self.vendor, type=type(cause).__name__).inc()
 
 
 @cache
-def metered_cursor_class(base: type, alias: str, vendor: str) -> type:
-    """A subclass of ``base`` that records django-prometheus' query metrics for ``alias``."""
-    executed = execute_total.labels(alias, vendor)
-    executed_many = execute_many_total.labels(alias, vendor)
-    duration = query_duration_seconds.labels(alias, vendor)
+def metrics_for(alias: str, vendor: str) -> QueryMetrics:
+    """The metric children of ``alias`` (one object per alias and process)."""
+    return QueryMetrics(alias, vendor)
 
-    class MeteredCursor(base):  # type: ignore[misc, valid-type]
-        """A cursor that counts and times its statements (django-prometheus metrics)."""
 
-        def execute(self, *args: Any, **kwargs: Any) -> Any:
-            executed.inc()
-            started = perf_counter()
-            try:
-                return super().execute(*args, **kwargs)
-            except Exception as exc:
-                errors_total.labels(alias=alias, vendor=vendor, type=type(exc).__name__).inc()
-                raise
-            finally:
-                duration.observe(perf_counter() - started)
+class _Metering:
+    """Counts and times ``execute`` / ``executemany`` of Django's cursor wrapper."""
 
-        def executemany(self, query: Any, params_seq: Any, *args: Any, **kwargs: Any) -> Any:
-            params_seq = list(params_seq)
-            executed.inc(len(params_seq))
-            executed_many.inc(len(params_seq))
-            started = perf_counter()
-            try:
-                return super().executemany(query, params_seq, *args, **kwargs)
-            except Exception as exc:
-                errors_total.labels(alias=alias, vendor=vendor, type=type(exc).__name__).inc()
-                raise
-            finally:
-                duration.observe(perf_counter() - started)
+    db: Any
 
-    MeteredCursor.__qualname__ = f"MeteredCursor[{alias}]"
-    return MeteredCursor
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        metrics = metrics_for(self.db.alias, self.db.vendor)
+        metrics.executed.inc()
+        started = perf_counter()
+        try:
+            return super().execute(sql, params)  # type: ignore[misc]
+        except Exception as exc:
+            metrics.error(exc)
+            raise
+        finally:
+            metrics.duration.observe(perf_counter() - started)
+
+    def executemany(self, sql: Any, param_list: Sequence[Any]) -> Any:
+        metrics = metrics_for(self.db.alias, self.db.vendor)
+        param_list = list(param_list)
+        metrics.executed.inc(len(param_list))
+        metrics.executed_many.inc(len(param_list))
+        started = perf_counter()
+        try:
+            return super().executemany(sql, param_list)  # type: ignore[misc]
+        except Exception as exc:
+            metrics.error(exc)
+            raise
+        finally:
+            metrics.duration.observe(perf_counter() - started)
+
+
+class MeteredCursorWrapper(_Metering, CursorWrapper):
+    """Django's ``CursorWrapper`` with django-prometheus' query metrics."""
+
+
+class MeteredCursorDebugWrapper(_Metering, PostgresCursorDebugWrapper):
+    """Django's PostgreSQL ``CursorDebugWrapper`` (``DEBUG`` / ``queries_log``) with the same metrics."""
