@@ -19,7 +19,7 @@ def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list
     from django.core.exceptions import ImproperlyConfigured
     from django.db import connections
 
-    from .backends.postgresql.options import is_pooled, resolve
+    from .conf.pool_options import is_pooled, resolve
     from .pools.postgres import ENGINE
 
     errors: list[Error] = []

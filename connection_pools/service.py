@@ -26,7 +26,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from . import advisor, aggregate, alerts, background, conf, health, publisher, stats, tuner
-from .backends.postgresql.options import is_pooled
+from .conf.pool_options import is_pooled
 
 logger = logging.getLogger(__name__)
 

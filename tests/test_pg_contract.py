@@ -315,6 +315,18 @@ def test_check_replaces_broken_idle_connections_and_counts_them_closed(pooled):
     assert counters["connections_created"] - counters["connections_closed"] == 2
 
 
+def test_drain_replaces_every_connection_as_psycopg_documents(pooled):
+    wrapper, pool = pooled({"min_size": 2, "max_size": 2})
+    before = server_pids(wrapper.alias)
+    held = pool.getconn()
+    pool.drain()  # idle ones are replaced now, the one out when it comes back
+    pool.putconn(held)
+    assert wait_for(lambda: len(server_pids(wrapper.alias)) == 2 and pool.idle_count() == 2
+                    and not set(before) & set(server_pids(wrapper.alias)))
+    counters = pool.stats.snapshot()["counters"]
+    assert counters["connections_created"] - counters["connections_closed"] == 2
+
+
 def test_the_mass_disconnect_trap_is_not_ours():
     # DESIGN.md: psycopg's check after every backend is killed waits on the background
     # back-off (PoolTimeout with timeout=2). Shown here on psycopg's own pool, beside ours.

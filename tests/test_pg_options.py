@@ -10,7 +10,7 @@ from django.db import connection, connections
 from django.test import override_settings
 
 from connection_pools.backends.postgresql.base import DatabaseWrapper
-from connection_pools.backends.postgresql.options import PoolConfig, is_pooled, resolve
+from connection_pools.conf.pool_options import PoolConfig, is_pooled, resolve
 from tests.support.pg import (
     dispose,
     make_wrapper,

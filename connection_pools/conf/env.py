@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import DATABASE_POOL_DEFAULTS, REDIS_POOL_DEFAULTS
+from . import DATABASE_POOL_DEFAULTS, REDIS_POOL_DEFAULTS
 
 ENGINE = "connection_pools.backends.postgresql"
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")

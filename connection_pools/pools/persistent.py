@@ -26,7 +26,7 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
 from .. import stats
-from ..backends.postgresql.options import is_pooled, role_for
+from ..conf.pool_options import is_pooled, role_for
 
 
 class _Tracked:

@@ -16,8 +16,8 @@ from typing import Any
 from .. import background, conf, stats
 from ..backends.postgresql import fork
 from ..backends.postgresql.base import DatabaseWrapper, config_for, gauges_for
-from ..backends.postgresql.options import PoolConfig, is_pooled, resolve, role_for, target_of
 from ..backends.postgresql.pool import DatabaseUnavailable, InstrumentedPool
+from ..conf.pool_options import PoolConfig, is_pooled, resolve, role_for, target_of
 
 __all__ = [
     "DatabaseUnavailable",

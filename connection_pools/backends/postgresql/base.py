@@ -6,7 +6,7 @@ wrappers.
 
 ``ENGINE: "connection_pools.backends.postgresql"``. ``OPTIONS["pool"]`` takes what
 Django's own engine takes -- ``True``, ``False`` or absent, or a dict of psycopg's keyword
-names -- and also the guide's names (see :mod:`.options`). A pooled alias gets an
+names -- and also the guide's names (see :mod:`connection_pools.conf.pool_options`). A pooled alias gets an
 :class:`~.pool.InstrumentedPool`, built once per alias and per process; ``OPTIONS["pool"]``
 is read at every call, so a wrapper with the pool turned off never uses one. Without a
 pool, connections are Django's usual ones (``CONN_MAX_AGE`` persistent mode, with
@@ -24,15 +24,16 @@ from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
 from ... import conf, stats
+from ...conf import pool_options as options
 from ...pools import persistent
 from ...pools.requestctx import current_request
-from . import fork, options
+from . import fork
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper, metrics_for
 from .pool import DatabaseUnavailable, InstrumentedPool, Process
 
 
 def _pooled(settings_dict: dict[str, Any]) -> bool:
-    """:func:`.options.is_pooled` for a settings dict Django has completed (``OPTIONS`` is there)."""
+    """:func:`~connection_pools.conf.pool_options.is_pooled` for a settings dict Django has completed (``OPTIONS`` is there)."""
     pool = settings_dict["OPTIONS"].get("pool")
     return pool is not None and pool is not False and pool != 0
 

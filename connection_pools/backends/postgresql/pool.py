@@ -33,10 +33,10 @@ from psycopg.pq import ConnStatus
 from psycopg_pool import PoolTimeout
 
 from ... import stats
+from ...conf.pool_options import PoolConfig
 from ...pools.requestctx import RequestInfo, current_request
 from . import compat
 from .leases import Leases
-from .options import PoolConfig
 
 if TYPE_CHECKING:
     from psycopg import Connection
