@@ -91,7 +91,7 @@ def bench_checkout(rounds: int) -> dict[str, float]:
     from django.db import connections
     from psycopg_pool import ConnectionPool
 
-    from connection_pools import conf, stats
+    from connection_pools import conf
     from connection_pools.backends.postgresql.pool import InstrumentedPool
     from connection_pools.conf.pool_options import resolve
 
@@ -102,10 +102,8 @@ def bench_checkout(rounds: int) -> dict[str, float]:
         return resolve("bench", {"OPTIONS": {"pool": {"pool_size": 2, "max_overflow": 0, **pool}}},
                        conf.get("DATABASE_POOL"))
 
-    ours = InstrumentedPool(alias="bench", config=config(pool_pre_ping=False), kwargs=kwargs,
-                            pool_stats=stats.registry.get_or_create("db_bench", "postgresql"))
-    ours_ping = InstrumentedPool(alias="bench_ping", config=config(pool_pre_ping=True), kwargs=kwargs,
-                                 pool_stats=stats.registry.get_or_create("db_bench_ping", "postgresql"))
+    ours = InstrumentedPool(alias="bench", config=config(pool_pre_ping=False), kwargs=kwargs)
+    ours_ping = InstrumentedPool(alias="bench_ping", config=config(pool_pre_ping=True), kwargs=kwargs)
     raw = ConnectionPool(kwargs=kwargs, min_size=2, max_size=2, open=False)
     for pool in (ours, ours_ping, raw):
         pool.open(wait=True)

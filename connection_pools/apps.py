@@ -1,4 +1,4 @@
-"""App configuration: wires signals, checks, background jobs and pools once per process."""
+"""App configuration: the one place that wires the app into a process."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ class ConnectionPoolsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Imported for their side effects: signal receivers, system checks and the
-        # background jobs each module registers at import (replica lag sampling,
-        # long-hold sweep, snapshot publishing, auto-tuner, alerts, history).
-        from . import checks, history, publisher, replicas, service, signals, tuner  # noqa: F401
-        from .metrics import register as register_metrics
-        from .pools import persistent, postgres  # noqa: F401
-        from .pools import redis as redis_pools
+        from django.core.signals import request_started
 
+        from . import checks, jobs, lifecycle, replicas  # noqa: F401 - checks register at import
+        from .backends import persistent  # noqa: F401 - its signal receivers
+        from .backends.postgresql.base import live_pool
+        from .backends.redis import pools as redis_pools
+        from .metrics import register as register_metrics
+
+        jobs.register()
+        # Least-busy balancing asks the pools how busy each replica is (routing sits below them).
+        replicas.load_of = lambda alias: len(pool.leases) if (pool := live_pool(alias)) is not None else 0
+        # Lazily, in the serving process itself (after any fork): one background thread per process.
+        request_started.connect(lifecycle.start_jobs, dispatch_uid="connection_pools.start_background")
         register_metrics()
         # Create the Redis pools (no I/O) so redis_main / redis_cache show from the start.
         redis_pools.register_pools()

@@ -21,7 +21,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import conf, history
+from . import conf
+from .insight import history
 
 logger = logging.getLogger(__name__)
 

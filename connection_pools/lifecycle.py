@@ -1,43 +1,44 @@
-"""Process lifecycle hooks: after a fork and at shutdown.
-
-Other modules add what they need here with small edits (fork safety of pools,
-warming, publishing a last snapshot).
-"""
+"""Process lifecycle hooks: after a fork and at shutdown (gunicorn's ``post_fork`` / ``worker_exit``)."""
 
 from __future__ import annotations
 
 import logging
-
-from . import background
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
+def start_jobs(**kwargs: Any) -> None:
+    """Start this server process's background thread (the first request's ``request_started``)."""
+    from .core import jobs
+
+    jobs.ensure_started()
+
+
 def after_fork() -> None:
     """Called in a freshly forked worker (gunicorn ``post_fork``)."""
-    # Issue 3: replace pools inherited from the parent, then warm if configured.
+    from .backends.persistent import forget as forget_persistent
+    from .backends.redis import pools as redis_pools
+    from .core import jobs
     from .pools import postgres
 
-    postgres.after_fork()
-    # Issue 5: Redis pools reset themselves after a fork (pid-aware); with --preload, warm the
-    # child's here (without it Django is not set up yet, and apps.ready warms each worker).
-    from .pools import redis as redis_pools
-
-    redis_pools.after_fork()
-    background.ensure_started()
+    postgres.after_fork()  # replace pools inherited from the parent, then warm if configured
+    forget_persistent()
+    redis_pools.after_fork()  # redis-py resets inherited pools by itself; warm the child's if configured
+    jobs.ensure_started()
 
 
 def at_shutdown() -> None:
     """Called when a worker stops (gunicorn ``worker_exit``)."""
-    # Issue 3: close this worker's pools (their sessions end cleanly, exit does not wait).
+    from .backends.redis import pools as redis_pools
+    from .cluster import publish, rollup
+    from .cluster.store import store
+    from .core import jobs
     from .pools import postgres
 
-    postgres.close_pools()
-    background.stop()
-    # Issue 6: a last snapshot, so this worker's final counts stay in the aggregate for SNAPSHOT_TTL.
-    from . import publisher
-
-    publisher.at_shutdown()
-    from .pools import redis as redis_pools  # Issue 5
-
+    postgres.close_pools()  # their sessions end cleanly; exit does not wait on psycopg's threads
+    jobs.stop()
+    publish.at_shutdown()  # a last snapshot: this worker's final counts stay for SNAPSHOT_TTL
+    rollup.release()
+    store.close()
     redis_pools.close_redis()

@@ -21,6 +21,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,9 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from . import background, conf, stats
+from . import conf
+from .conf.aliases import pool_name_for_alias
+from .conf.aliases import replica_aliases as configured_replicas
 from .routing import PRIMARY
 
 logger = logging.getLogger(__name__)
@@ -36,11 +39,6 @@ logger = logging.getLogger(__name__)
 BALANCING_CHOICES = ("round_robin", "least_busy")
 _NUMBERS = ("MAX_LAG_SECONDS", "LAG_SAMPLE_INTERVAL", "COOLDOWN_SECONDS", "PIN_SECONDS")
 
-# Gauge and counter keys this module records into each replica's PoolStats.
-LAG_GAUGE = "replica_lag_seconds"
-IN_ROTATION_GAUGE = "in_rotation"
-OUT_OF_ROTATION_GAUGE = "out_of_rotation_seconds"
-ROTATION_EXITS = "rotation_exits"
 
 LAG_SQL = """
 SELECT pg_is_in_recovery(),
@@ -97,15 +95,8 @@ def replica_settings() -> dict[str, Any]:
 
 
 def replica_aliases() -> list[str]:
-    """The replica aliases: ``REPLICAS["ALIASES"]``, else every alias that mirrors the primary."""
-    configured = conf.get("REPLICAS").get("ALIASES")
-    if configured is not None:
-        return list(configured)
-    return [
-        alias
-        for alias, settings_dict in connections.settings.items()
-        if alias != PRIMARY and (settings_dict.get("TEST") or {}).get("MIRROR") == PRIMARY
-    ]
+    """The replica aliases (``REPLICAS["ALIASES"]``; see :func:`connection_pools.conf.aliases.replica_aliases`)."""
+    return configured_replicas()
 
 
 # --- state ---------------------------------------------------------------------------
@@ -125,6 +116,10 @@ class ReplicaState:
     last_error: str = ""
     last_sampled_at: float | None = None  # epoch seconds
     failures: int = 0
+    #: Reads meant for this replica that another server served (since the last reset).
+    fallbacks: int = 0
+    #: Times it left the rotation (since the last reset).
+    rotation_exits: int = 0
 
     def rotation(self, now: float, max_lag: float) -> tuple[bool, str]:
         """``(in_rotation, reason)`` with reason ok / cooling_down / down / lagging / lag_unknown."""
@@ -153,26 +148,48 @@ def _state(alias: str) -> ReplicaState:
     return state
 
 
-def _pool_stats(alias: str) -> stats.PoolStats:
-    return stats.registry.get_or_create(stats.pool_name_for_alias(alias), "postgresql", alias=alias, role="replica")
-
-
 def _publish(state: ReplicaState, now: float, max_lag: float) -> None:
-    """Record rotation changes and refresh the replica's gauges (call with ``_lock`` held)."""
+    """Record a rotation change (call with ``_lock`` held)."""
     in_rotation, reason = state.rotation(now, max_lag)
-    pool = _pool_stats(state.alias)
     if not in_rotation and state.out_since is None:
         state.out_since = now
-        pool.incr(ROTATION_EXITS)
+        state.rotation_exits += 1
         logger.warning("replica %s out of rotation (%s) %s", state.alias, reason, state.last_error)
     elif in_rotation and state.out_since is not None:
         state.out_total += now - state.out_since
         state.out_since = None
         logger.info("replica %s back in rotation", state.alias)
-    pool.set_gauge(LAG_GAUGE, state.lag_seconds)
-    pool.set_gauge(IN_ROTATION_GAUGE, in_rotation)
-    pool.set_gauge(OUT_OF_ROTATION_GAUGE, round(state.out_of_rotation_seconds(now), 3))
 
+
+@dataclass(frozen=True, slots=True)
+class ReplicaReading:
+    """What the replica set knows about one replica now, for its pool's snapshot."""
+
+    lag_seconds: float | None
+    lag_bytes: int | None
+    in_rotation: bool
+    out_of_rotation_seconds: float
+    fallbacks: int
+    rotation_exits: int
+
+
+def reading(alias: str) -> ReplicaReading:
+    """The replica's lag, rotation and counts in this process."""
+    max_lag = float(conf.get("REPLICAS")["MAX_LAG_SECONDS"])
+    now = time.monotonic()
+    with _lock:
+        state = _state(alias)
+        in_rotation, _reason = state.rotation(now, max_lag)
+        return ReplicaReading(state.lag_seconds, state.lag_bytes, in_rotation,
+                              round(state.out_of_rotation_seconds(now), 3), state.fallbacks, state.rotation_exits)
+
+
+def reset_counts(alias: str) -> None:
+    """Zero the replica's counts (``reset-stats``); its health and rotation are untouched."""
+    with _lock:
+        state = _state(alias)
+        state.fallbacks = 0
+        state.rotation_exits = 0
 
 def mark_failed(alias: str, error: BaseException | str) -> None:
     """A connection to ``alias`` failed: out of rotation now, for ``COOLDOWN_SECONDS`` at least."""
@@ -189,7 +206,8 @@ def mark_failed(alias: str, error: BaseException | str) -> None:
 
 def note_fallback(alias: str) -> None:
     """A read meant for ``alias`` went to another server."""
-    _pool_stats(alias).incr(stats.FALLBACKS)
+    with _lock:
+        _state(alias).fallbacks += 1
 
 
 def _describe(error: BaseException | str) -> str:
@@ -212,10 +230,10 @@ def pick() -> str | None:
     read was "meant for"; when it is out of rotation its ``fallbacks`` counter
     goes up and the next one in rotation takes the read.
     """
+    config = replica_settings()  # bad settings are an error at use, with or without replicas
     aliases = [alias for alias in replica_aliases() if _usable_here(alias)]
     if not aliases:
         return None
-    config = replica_settings()
     now = time.monotonic()
     max_lag = float(config["MAX_LAG_SECONDS"])
     start = next(_round_robin) % len(aliases)
@@ -229,9 +247,13 @@ def pick() -> str | None:
     return candidates[0] if candidates else None
 
 
+#: How busy an alias is right now (connections in use in this process); set at start-up by the app,
+#: which knows the pools (routing sits below them).
+load_of: Callable[[str], int] = lambda alias: 0  # noqa: E731
+
+
 def _active(alias: str) -> int:
-    pool = stats.registry.get(stats.pool_name_for_alias(alias))
-    return pool.active if pool is not None else 0
+    return load_of(alias)
 
 
 # --- lag sampling --------------------------------------------------------------------
@@ -292,11 +314,10 @@ def sample(alias: str) -> ReplicaState:
     return state
 
 
-def _sample_interval() -> float:
+def sample_interval() -> float:
     return float(replica_settings()["LAG_SAMPLE_INTERVAL"])
 
 
-@background.every(_sample_interval, name="replica_lag")
 def sample_all() -> None:
     """The background job: probe every replica (sequentially; each probe is time-boxed)."""
     for alias in replica_aliases():
@@ -313,10 +334,9 @@ def replica_status() -> dict[str, dict[str, Any]]:
     for alias in replica_aliases():
         state = _state(alias)
         in_rotation, reason = state.rotation(now, max_lag)
-        pool = stats.registry.get(stats.pool_name_for_alias(alias))
         result[alias] = {
             "alias": alias,
-            "pool": stats.pool_name_for_alias(alias),
+            "pool": pool_name_for_alias(alias),
             "in_rotation": in_rotation,
             "reason": reason,
             "healthy": state.healthy,
@@ -328,7 +348,7 @@ def replica_status() -> dict[str, dict[str, Any]]:
             "cooldown_remaining_seconds": round(max(state.cooldown_until - now, 0.0), 3),
             "out_of_rotation_seconds": round(state.out_of_rotation_seconds(now), 3),
             "failures": state.failures,
-            "fallbacks": pool.counter(stats.FALLBACKS) if pool is not None else 0,
+            "fallbacks": state.fallbacks,
             "last_error": state.last_error,
             "last_sampled_at": state.last_sampled_at,
         }

@@ -2,17 +2,22 @@
 
 ``from connection_pools.service import connection_pool_service``:
 
+* :meth:`~ConnectionPoolService.view`: the typed cluster view
+  (:class:`~connection_pools.cluster.view.ClusterView`) every surface reads;
 * :meth:`~ConnectionPoolService.pool_stats` / ``await get_pool_stats()``: the guide's
-  response shape, aggregated over every live process (snapshots published to Redis by
-  :mod:`connection_pools.publisher`); this process's own numbers with
-  ``"source": "local"`` when Redis cannot be reached -- it never fails;
-* :meth:`~ConnectionPoolService.health`, :meth:`~ConnectionPoolService.recommendations`,
-  :meth:`~ConnectionPoolService.optimize`, :meth:`~ConnectionPoolService.config`
-  (secrets masked), :meth:`~ConnectionPoolService.reset_stats` (every process),
+  response shape (made by :mod:`connection_pools.presenter`), over every live server
+  process; this process's own numbers with ``"source": "local"`` when Redis cannot be
+  reached -- it never fails;
+* :meth:`~ConnectionPoolService.health` (the health job's last result, or ``live=True``),
+  :meth:`~ConnectionPoolService.recommendations`, :meth:`~ConnectionPoolService.optimize`,
+  :meth:`~ConnectionPoolService.config` (secrets masked),
+  :meth:`~ConnectionPoolService.reset_stats` (every process),
   :meth:`~ConnectionPoolService.pool_names`, :meth:`~ConnectionPoolService.history`.
 
-It works in a plain script too: with ``DJANGO_SETTINGS_MODULE`` set, the first call
-sets Django up (the guide's monitoring script needs only its import line changed).
+Reads have no side effects: alerts, history, resets and sizing happen in background jobs
+(:mod:`connection_pools.jobs`). It works in a plain script too: with
+``DJANGO_SETTINGS_MODULE`` set, the first call sets Django up (the guide's monitoring script
+needs only its import line changed).
 """
 
 from __future__ import annotations
@@ -25,8 +30,19 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from . import advisor, aggregate, alerts, background, conf, health, publisher, stats, tuner
+from . import conf, presenter
+from .cluster import publish
+from .cluster import view as cluster_view
+from .cluster.store import StoreUnavailable
+from .cluster.view import ClusterView
+from .conf.aliases import PRIMARY, alias_specs, pool_name_for_alias, pool_name_for_redis
 from .conf.pool_options import is_pooled
+from .core.reports import HealthReport
+from .insight import health as health_checks
+from .insight import tuner
+from .insight.advisor import bounds
+from .insight.findings import findings
+from .sources.base import registry
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +68,7 @@ def _ensure_django() -> None:
 # --- masking ------------------------------------------------------------------------------------
 def mask_text(text: str) -> str:
     """A string with any URL password and any ``password=...`` replaced by ``***``."""
-    from .env import mask_url
+    from .conf.env import mask_url
 
     if "://" in text:
         text = ",".join(mask_url(part) for part in text.split(","))
@@ -78,56 +94,17 @@ def mask(value: Any, key: str = "") -> Any:
 class ConnectionPoolService:
     """Statistics, health, recommendations, sizing and configuration of every pool."""
 
-    # -- gathering ------------------------------------------------------------------------------
-    def _snapshots(self) -> tuple[list[dict[str, Any]], bool]:
-        """Every live process's snapshot (resets applied) and whether Redis answered."""
-        _ensure_django()
-        try:
-            cluster = publisher.read_cluster()
-        except publisher.RedisUnavailable as exc:
-            logger.debug("pool stats from this process only: %s", exc)
-            return [publisher.local_snapshot()], False
-        snapshots = cluster["snapshots"]
-        if publisher.is_publishing():
-            # Our own entry may be an interval old: use the live numbers instead.
-            local = publisher.local_snapshot()
-            snapshots = [s for s in snapshots if (s.get("host"), s.get("pid")) != (local["host"], local["pid"])]
-            snapshots.append(local)
-        epoch, resets = cluster["epoch"], cluster["resets"]
-        return [aggregate.apply_resets(s, epoch, resets) for s in snapshots], True
-
-    def _budgets(self, snapshots: list[dict[str, Any]], *, refresh: bool = True) -> list[dict[str, Any]]:
-        try:
-            return health.budgets(snapshots, lambda alias: health.server_limits(alias, refresh=refresh))
-        except Exception:  # a budget we cannot compute is left out, not fatal
-            logger.exception("computing the server budgets failed")
-            return []
-
-    def _build(self, *, per_process: bool) -> dict[str, Any]:
-        now = time.time()
-        snapshots, redis_ok = self._snapshots()
-        result: dict[str, Any] = aggregate.shape(aggregate.merge(snapshots, now=now), now=now)
-        budgets = self._budgets(snapshots)
-        result["recommendations"] = advisor.advise(result, budgets, tuner.bounds())
-        result["processes"] = {"count": len(snapshots), "list": aggregate.process_list(snapshots, now=now)}
-        result["source"] = "cluster" if redis_ok else "local"
-        result["redis_available"] = redis_ok
-        result["generated_at"] = now
-        if per_process:
-            result["per_process"] = {
-                f"{s.get('host')}:{s.get('pid')}": aggregate.shape(aggregate.merge([s], now=now), now=now)
-                for s in snapshots
-            }
-        result["_budgets"] = budgets
-        return result
-
     # -- statistics -------------------------------------------------------------------------------
+    def view(self, *, per_process: bool = False, hosts: bool = False) -> ClusterView:
+        """The typed cluster view (the rollup when fresh; see :mod:`connection_pools.cluster.view`)."""
+        _ensure_django()
+        return cluster_view.read(per_process=per_process, hosts=hosts)
+
     def pool_stats(self, *, per_process: bool = False) -> dict[str, Any]:
-        """The guide's stats response, aggregated over every live process (see docs/api.md)."""
-        result = self._build(per_process=per_process)
-        result.pop("_budgets")
-        alerts.notify(result["recommendations"])
-        return result
+        """The guide's stats response over every live process (see docs/api.md)."""
+        now = time.time()
+        current = self.view(per_process=per_process)
+        return presenter.stats(current, findings(current, now=now).recommendations, now=now)
 
     async def get_pool_stats(self, *, per_process: bool = False) -> dict[str, Any]:
         """``pool_stats`` for async code (runs in a worker thread: it does network I/O)."""
@@ -135,66 +112,56 @@ class ConnectionPoolService:
 
     def recommendations(self) -> list[dict[str, Any]]:
         """The current recommendations, most severe first (``{pool, issue, suggestion, severity, ...}``)."""
-        return self.pool_stats()["recommendations"]
+        current = self.view()
+        return [presenter.recommendation(rec) for rec in findings(current).recommendations]
 
     # -- health ------------------------------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
-        """Every pool checked concurrently within ``HEALTH_CHECK_TIMEOUT``, replica lag, server budget, status."""
-        _ensure_django()
-        pools = health.run_checks()
-        roles = self._database_roles()
-        replica_view = health.replica_states()
-        for name, check in pools.items():
-            if check.get("kind", "postgresql") == "redis" or name.startswith("redis_"):
-                check.setdefault("kind", "redis")
-                continue
-            alias = name.removeprefix("db_")
-            check["role"] = roles.get(alias, "primary")
-            state = replica_view.get(alias)
-            check["replica_lag_seconds"] = state.get("lag_seconds") if state else None
-            check["in_rotation"] = state.get("in_rotation") if state else None
-        snapshots, _ = self._snapshots()
-        budgets = self._budgets(snapshots, refresh=False)  # the checks above refreshed the limits
-        primary = health.server_of("default") if "default" in roles else None
-        main = next((b for b in budgets if b["server"] == primary), budgets[0] if budgets else None)
-        server_budget: dict[str, Any] = {
-            "max_connections": None, "reserved": None, "available": None, "configured_total": 0, "processes": 0,
-            "ok": None, "server": primary,
-        }
-        if main is not None:
-            server_budget = {key: main[key] for key in ("max_connections", "reserved", "available",
-                                                        "configured_total", "processes", "ok", "server")}
-        server_budget["servers"] = budgets
-        return {
-            "status": health.overall_status(pools, [b["ok"] for b in budgets]),
-            "checked_at": time.time(),
-            "pools": pools,
-            "server_budget": server_budget,
-        }
+    def health(self, *, live: bool = False) -> dict[str, Any]:
+        """Every pool's health with latency, replica lag, the server budgets and the status.
+
+        The health job's last result (any process's, with its ``age_seconds``); every pool is
+        checked now, concurrently within ``HEALTH_CHECK_TIMEOUT``, when ``live``, when no result
+        younger than three ``HEALTH_INTERVAL`` exists (no job ran: a command, a test), or when
+        the cluster store cannot be reached (then only this process can tell).
+        """
+        current = self.view()
+        report = None if live or not current.redis_available else health_checks.latest(current.health)
+        if report is None or time.time() - report.checked_at > health_checks.interval() * 3:
+            report = health_checks.remember(health_checks.probe())
+        return self._present_health(current, report)
+
+    def cached_health(self) -> dict[str, Any] | None:
+        """The health job's last result, or None when none exists yet (never checks anything)."""
+        current = self.view()
+        report = health_checks.latest(current.health)
+        return None if report is None else self._present_health(current, report)
 
     @staticmethod
-    def _database_roles() -> dict[str, str]:
-        from django.conf import settings
-
-        return {alias: "replica" if (db.get("TEST") or {}).get("MIRROR") else "primary"
-                for alias, db in settings.DATABASES.items()}
+    def _present_health(current: ClusterView, report: HealthReport) -> dict[str, Any]:
+        budgets = health_checks.budgets(current.pools, report.limits)
+        status = health_checks.overall_status(report.pools, budgets)
+        primary = alias_specs().get(PRIMARY)
+        return presenter.health(report, budgets, status, now=time.time(),
+                                primary_server=primary.server if primary is not None else None)
 
     # -- sizing ----------------------------------------------------------------------------------------
     def optimize(self, *, apply: bool = False, reason: str = "manual") -> dict[str, Any]:
         """Sizing changes the recommendations call for: ``{"performed": [...], "suggested": [...], ...}``.
 
-        With ``apply`` the changes are made to the live pools of this process and
-        broadcast to every other one (``performed`` lists what really changed).
+        With ``apply`` the changes are made to the live pools of this process and recorded for
+        every other one to adopt (``performed`` lists what really changed).
         """
-        built = self._build(per_process=False)
-        recommendations = built["recommendations"]
-        changes = tuner.plan(built, recommendations, built["_budgets"], tuner.bounds())
-        suggested = [{"pool": c["pool"], "alias": c["alias"], "setting": setting, "old": c["old"][setting],
-                      "new": c["new"][setting], "reasons": c["reasons"]}
-                     for c in changes for setting in tuner.SIZING_SETTINGS if c["old"][setting] != c["new"][setting]]
-        performed = tuner.apply(changes, reason=reason) if apply else []
-        return {"performed": performed, "suggested": suggested, "recommendations": recommendations,
-                "source": built["source"]}
+        current = self.view()
+        found = findings(current)
+        changes = tuner.plan(current.pools, found.recommendations, found.budgets, bounds())
+        suggested = [{"pool": c.pool, "alias": c.alias, "setting": setting, "old": getattr(c.old, setting),
+                      "new": getattr(c.new, setting), "reasons": list(c.reasons)}
+                     for c in changes for setting in tuner.SIZING_SETTINGS
+                     if getattr(c.old, setting) != getattr(c.new, setting)]
+        performed = [vars_of(p) for p in tuner.apply(changes, reason=reason)] if apply else []
+        return {"performed": performed, "suggested": suggested,
+                "recommendations": [presenter.recommendation(rec) for rec in found.recommendations],
+                "source": current.source}
 
     # -- configuration -----------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -208,16 +175,16 @@ class ConnectionPoolService:
             options.pop("pool", None)
             pooled = is_pooled(db)
             databases[alias] = {
-                "pool": stats.pool_name_for_alias(alias),
+                "pool": pool_name_for_alias(alias),
                 "engine": db.get("ENGINE"),
-                "mode": "pool" if pooled else "persistent",
+                "mode": alias_specs()[alias].mode if alias in alias_specs() else ("pool" if pooled else "persistent"),
                 "host": db.get("HOST"), "port": db.get("PORT"), "name": db.get("NAME"), "user": db.get("USER"),
                 "password": db.get("PASSWORD"),
                 "conn_max_age": db.get("CONN_MAX_AGE"), "conn_health_checks": db.get("CONN_HEALTH_CHECKS"),
                 "options": options,
                 "pool_settings": self._effective_pool(alias, db) if pooled else None,
             }
-        redis_pools = {name: {"pool": stats.pool_name_for_redis(name), **dict(values)}
+        redis_pools = {name: {"pool": pool_name_for_redis(name), **dict(values)}
                        for name, values in conf.get("REDIS").items()}
         rest = {key: value for key, value in conf.get_config().items() if key not in ("REDIS",)}
         return mask({
@@ -229,23 +196,21 @@ class ConnectionPoolService:
 
     @staticmethod
     def _effective_pool(alias: str, db: dict[str, Any]) -> dict[str, Any]:
-        from .pools.postgres import config_for, resolve
-
-        try:
-            return config_for(alias) or dict(resolve(alias, db, conf.get("DATABASE_POOL")).guide_settings())
-        except Exception:  # an alias we cannot resolve shows its raw overrides
-            overrides = (db.get("OPTIONS") or {}).get("pool")
-            return {**conf.get("DATABASE_POOL"), **(overrides if isinstance(overrides, dict) else {})}
+        source = registry.get(pool_name_for_alias(alias))
+        if source is not None:
+            shown = dict(source.config())
+            if shown:
+                return shown
+        overrides = (db.get("OPTIONS") or {}).get("pool")  # an alias we cannot resolve shows its raw overrides
+        return {**conf.get("DATABASE_POOL"), **(overrides if isinstance(overrides, dict) else {})}
 
     # -- resets and names ------------------------------------------------------------------------------------
     def pool_names(self) -> list[str]:
-        """Every pool name known here: configured aliases and Redis pools, and any with statistics."""
+        """Every pool name known here: configured aliases and Redis pools, and every source."""
         _ensure_django()
-        from django.conf import settings
-
-        names = {stats.pool_name_for_alias(alias) for alias in settings.DATABASES}
-        names.update(stats.pool_name_for_redis(name) for name in conf.get("REDIS"))
-        names.update(stats.registry.names())
+        names = {pool_name_for_alias(alias) for alias in alias_specs()}
+        names.update(pool_name_for_redis(name) for name in conf.get("REDIS"))
+        names.update(registry.names())
         return sorted(names)
 
     def reset_stats(self, pool: str | None = None) -> dict[str, Any]:
@@ -257,41 +222,30 @@ class ConnectionPoolService:
         if pool is not None and pool not in self.pool_names():
             raise UnknownPool(f"Unknown pool {pool!r}; known pools: {', '.join(self.pool_names())}.")
         try:
-            epoch: int | None = publisher.request_reset(pool)
+            epoch: int | None = publish.reset_cluster(pool)
             scope = "cluster"
-        except publisher.RedisUnavailable:
+        except StoreUnavailable:
+            registry.reset(pool)
             epoch, scope = None, "local"
-        stats.registry.reset(pool)
-        if publisher.is_publishing():
-            publisher.publish()
+        if publish.is_publishing():
+            publish.publish()
         logger.info("pool statistics reset: %s (%s)", pool or "every pool", scope)
         return {"reset": pool or "all", "scope": scope, "epoch": epoch, "reset_at": time.time()}
 
-    # -- metrics (issue 7) -------------------------------------------------------------------------------
-    def wait_histograms(self) -> dict[str, dict[str, Any]]:
-        """Each pool's cluster-wide wait-time histogram (``buckets`` over ``stats.BUCKET_BOUNDS``,
-        ``count``, ``sum``, ``max``), merged like :meth:`pool_stats`; for the Prometheus histogram."""
-        snapshots, _ = self._snapshots()
-        return {name: pool["histograms"][stats.WAIT_SECONDS] for name, pool in aggregate.merge(snapshots).items()}
-
     # -- history -----------------------------------------------------------------------------------------
     def history(self, pool: str | None = None, minutes: float = 60) -> dict[str, Any]:
-        """The dashboard's time series (see :mod:`connection_pools.history`)."""
-        from . import history
+        """The dashboard's time series (see :mod:`connection_pools.insight.history`)."""
+        from .insight import history
 
         return history.history(pool, minutes)
 
 
+def vars_of(item: Any) -> dict[str, Any]:
+    """A dataclass as a plain dict (for the JSON surfaces)."""
+    from dataclasses import asdict
+
+    return asdict(item)
+
+
 #: The module-level instance every interface uses.
 connection_pool_service = ConnectionPoolService()
-
-
-def _alerts_interval() -> float:
-    return max(float(conf.get("PUBLISH_INTERVAL")) * 6, 10.0)
-
-
-@background.every(_alerts_interval, name="connection_pools.alerts")
-def _watch() -> None:
-    # Alerts fire even when nobody polls the API (deduplicated across processes).
-    if publisher.is_publishing():
-        connection_pool_service.pool_stats()

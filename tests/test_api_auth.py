@@ -8,7 +8,7 @@ import json
 import pytest
 from django.test import Client
 
-from connection_pools import publisher
+from connection_pools.cluster.store import store
 from tests.support.admin_api import API, make_user, unique_prefix
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +22,9 @@ STAFF_STATUS = {("POST", "optimize"): 403}
 @pytest.fixture(autouse=True)
 def isolated(settings):
     settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "KEY_PREFIX": unique_prefix("auth")}
-    publisher.forget_failure()
+    store.forget_failure()
     yield
-    publisher.clear()
+    store.clear()
 
 
 def assert_json_detail(response) -> None:

@@ -14,7 +14,7 @@ services = compose["services"]
 
 def _settings_env_names() -> set[str]:
     """Every env var name the settings read (env.py and project/settings.py)."""
-    source = (ROOT / "connection_pools" / "env.py").read_text() + (ROOT / "project" / "settings.py").read_text()
+    source = "".join((ROOT / path).read_text() for path in ("connection_pools/conf/env.py", "project/settings.py"))
     return set(re.findall(r'"([A-Z][A-Z0-9_]+)"', source))
 
 

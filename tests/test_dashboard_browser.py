@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from connection_pools import history
+from connection_pools.insight import history
 from tests.support.server import ROOT, GunicornServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -10,31 +10,28 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from connection_pools import history, publisher
+from connection_pools.cluster.store import Resets, store
+from connection_pools.cluster.view import ClusterView, merge
+from connection_pools.insight import history
+from tests.support.snapshots import NOW, pool_snapshot, process
 
-AGGREGATE = {
-    "database_pools": {
-        "default": {
-            "pool": "db_default", "kind": "postgresql", "role": "primary", "active_connections": 4,
-            "pool_size": 10, "max_size": 30, "available_connections": 6, "waiting": 1,
-            "wait_time": {"count": 9, "mean": 0.01, "max": 0.2, "p50": 0.001, "p95": 0.15, "p99": 0.2},
-            "connection_errors": 2, "timeouts": 1, "replica_lag_seconds": None,
-        },
-        "replica1": {
-            "pool": "db_replica1", "kind": "postgresql", "role": "replica", "active_connections": 0,
-            "pool_size": 10, "max_size": 30, "available_connections": 10, "waiting": 0,
-            "wait_time": {"count": 0, "mean": 0.0, "max": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0},
-            "connection_errors": 0, "timeouts": 0, "replica_lag_seconds": 0.25,
-        },
-    },
-    "redis_pools": {
-        "cache": {
-            "pool": "redis_cache", "kind": "redis", "in_use_connections": 3, "available_connections": 7,
-            "max_connections": 50, "connection_errors": 0, "timeouts": 0,
-            "wait_time": {"count": 1, "mean": 0.0, "max": 0.0, "p50": 0.0, "p95": 0.002, "p99": 0.0},
-        },
-    },
-}
+
+def aggregate() -> ClusterView:
+    """A cluster view of three pools, as the rollup would store it."""
+    default = pool_snapshot(waits=[0.001] * 8 + [0.2], gauges={"active": 4, "available": 6, "waiting": 1},
+                            counters={"connection_errors": 2, "timeouts": 1})
+    replica = pool_snapshot("db_replica1", gauges={"replica_lag_seconds": 0.25})
+    cache = pool_snapshot("redis_cache", "redis", gauges={"active": 3, "available": 7, "max_size": 50})
+    return merge([process(1, default, replica, cache)], Resets(0, {}), now=NOW)
+
+
+def point(active: int) -> history.HistoryPoint:
+    return history.HistoryPoint(active=active, size=10, max_size=30, available=0, waiting=0, wait_p95=0.0, errors=0,
+                                timeouts=0, replica_lag_seconds=None)
+
+
+def redis_count(command: str, key: str) -> int:
+    return int(store.call(lambda client: getattr(client, command)(key)))
 
 
 @pytest.fixture
@@ -56,22 +53,22 @@ def isolated():
         override.disable()
 
 
-def test_points_from_stats_maps_every_pool_kind():
-    points = history.points_from_stats(AGGREGATE)
+def test_points_of_a_view_map_every_pool_kind():
+    points = history.points_of(aggregate())
     assert set(points) == {"db_default", "db_replica1", "redis_cache"}
-    assert points["db_default"] == {
-        "active": 4, "size": 10, "max_size": 30, "available": 6, "waiting": 1, "wait_p95": 0.15,
-        "errors": 2, "timeouts": 1, "replica_lag_seconds": None,
-    }
-    assert points["db_replica1"]["replica_lag_seconds"] == 0.25
-    assert points["redis_cache"]["active"] == 3
-    assert points["redis_cache"]["size"] == 50
+    p95 = aggregate().pool("db_default").wait.quantile(0.95)
+    assert points["db_default"] == history.HistoryPoint(active=4, size=10, max_size=30, available=6, waiting=1,
+                                                        wait_p95=p95, errors=2, timeouts=1, replica_lag_seconds=None)
+    assert p95 > 0.05
+    assert points["db_replica1"].replica_lag_seconds == 0.25
+    assert points["redis_cache"].active == 3
+    assert points["redis_cache"].size == 50
 
 
 def test_record_then_read_back_oldest_first(isolated):
     now = time.time()
     for age in (3, 2, 1):
-        history.record(history.points_from_stats(AGGREGATE), now=now - age)
+        history.record(history.points_of(aggregate()), now=now - age)
     data = history.history(minutes=1)
     assert data["interval"] == settings.CONNECTION_POOLS.get("HISTORY_INTERVAL", 5.0)
     assert set(data["series"]) == {"db_default", "db_replica1", "redis_cache"}
@@ -86,28 +83,27 @@ def test_record_then_read_back_oldest_first(isolated):
 
 def test_minutes_selects_the_window(isolated):
     now = time.time()
-    history.record({"db_default": {"active": 1}}, now=now - 600)
-    history.record({"db_default": {"active": 2}}, now=now - 5)
+    history.record({"db_default": point(1)}, now=now - 600)
+    history.record({"db_default": point(2)}, now=now - 5)
     assert [p["active"] for p in history.history("db_default", minutes=1)["series"]["db_default"]] == [2]
     assert [p["active"] for p in history.history("db_default", minutes=20)["series"]["db_default"]] == [1, 2]
 
 
 def test_storage_is_bounded_by_retention_and_count(isolated):
     isolated(HISTORY_INTERVAL=1.0, HISTORY_SECONDS=10.0)
-    client = publisher.redis_client()
-    key = history._key("pool", "db_default")
+    key = store.key("history", "pool", "db_default")
     now = time.time()
     for i in range(100):  # one point every 2 s over the last 200 s: only the last 10 s are kept
-        history.record({"db_default": {"active": i}}, now=now - 200 + i * 2)
+        history.record({"db_default": point(i)}, now=now - 200 + i * 2)
     series = history.history("db_default", minutes=60)["series"]["db_default"]
     assert 0 < len(series) <= 6
     assert all(p["t"] >= now - 10 for p in series)
-    assert client.zcard(key) <= 6  # trimmed in Redis too, not only when read
-    assert 0 < client.ttl(key) <= 10 + 60
+    assert redis_count("zcard", key) <= 6  # trimmed in Redis too, not only when read
+    assert 0 < redis_count("ttl", key) <= 10 + 60
 
     for i in range(50):  # a burst inside the window: capped by count, newest kept
-        history.record({"db_default": {"active": 1000 + i}}, now=now + i * 0.05)
-    assert client.zcard(key) == history.max_points() == 20
+        history.record({"db_default": point(1000 + i)}, now=now + i * 0.05)
+    assert redis_count("zcard", key) == history.max_points() == 20
     assert history.history("db_default")["series"]["db_default"][-1]["active"] == 1049
 
 
@@ -143,4 +139,4 @@ def test_redis_down_means_unavailable_not_a_crash():
         with pytest.raises(history.HistoryUnavailable):
             history.history()
         assert history.sample() is False
-    publisher.forget_failure()  # the client skips Redis briefly after a failure
+    store.forget_failure()  # the store skips Redis briefly after a failure

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connection_pools import metrics, stats
+from connection_pools import metrics
+from connection_pools.core.snapshots import BUCKET_BOUNDS
 from tests.support.server import ROOT, GunicornServer
 
 REQUESTS = 30
@@ -106,7 +107,7 @@ def test_numbers_are_cluster_wide_whichever_worker_answers(server, caught_up):
 def test_wait_histogram_is_consistent(server, caught_up):
     buckets = [(s.labels["le"], s.value) for s in families(caught_up)["connection_pool_wait_seconds"].samples
                if s.name.endswith("_bucket") and s.labels["pool"] == "db_default"]
-    assert len(buckets) == len(stats.BUCKET_BOUNDS)
+    assert len(buckets) == len(BUCKET_BOUNDS)
     assert buckets[-1][0] == "+Inf"
     values = [value for _, value in buckets]
     assert values == sorted(values)  # cumulative

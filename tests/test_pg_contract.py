@@ -18,6 +18,7 @@ from connection_pools.backends.postgresql.pool import DatabaseUnavailable
 from tests.support.pg import (
     admin_connect,
     backend_pid,
+    counters_of,
     dispose,
     make_wrapper,
     quiet_background,  # noqa: F401 - fixture
@@ -95,7 +96,7 @@ def test_get_stats_and_pop_stats_are_exact_on_every_path(pooled):
     assert after["pool_max"] == 3  # ...measures kept
 
     # Our own statistics agree with psycopg's.
-    ours = pool.stats.snapshot()["counters"]
+    ours = counters_of(pool)
     assert ours["checkouts"] == 5 and ours["timeouts"] == 1 and ours["pre_ping_failures"] == 1
     assert ours["connections_created"] == 5
 
@@ -112,7 +113,7 @@ def test_connection_errors_are_counted_and_fail_fast_as_a_pool_timeout(pooled):
     assert time.monotonic() - started < 10  # not the whole timeout (a bound, not a benchmark)
     s = psycopg_stats(pool)
     assert s["connections_errors"] >= 1 and s["requests_errors"] == 1 and s["requests_num"] == 1
-    assert pool.stats.snapshot()["counters"]["connection_errors"] == s["connections_errors"]
+    assert counters_of(pool)["connection_errors"] == s["connections_errors"]
 
 
 def test_queued_clients_fail_fast_when_the_server_refuses(pooled, proxy):
@@ -144,7 +145,7 @@ def test_putconn_of_a_connection_not_from_the_pool_is_a_value_error(pooled):
     pool.putconn(conn)
     with pytest.raises(ValueError):
         pool.putconn(conn)  # returned twice
-    assert pool.stats.snapshot()["counters"]["checkouts"] == 1 and pool.stats.active == 0
+    assert counters_of(pool)["checkouts"] == 1 and pool.counters.active == 0
 
 
 def test_a_users_check_is_the_pre_ping(pooled):
@@ -221,7 +222,7 @@ def test_max_idle_closes_unused_connections_above_min_size(pooled):
         pool.putconn(conn)
     assert len(server_pids(wrapper.alias)) == 3
     assert wait_for(lambda: len(server_pids(wrapper.alias)) == 1, timeout=15)
-    counters = pool.stats.snapshot()["counters"]
+    counters = counters_of(pool)
     assert counters["connections_created"] - counters["connections_closed"] == 1
     assert psycopg_stats(pool)["pool_size"] == 1
 
@@ -310,7 +311,7 @@ def test_check_replaces_broken_idle_connections_and_counts_them_closed(pooled):
     pool.check()  # psycopg's public check(): test every idle connection
     assert wait_for(lambda: len(server_pids(wrapper.alias)) == 2 and pool.idle_count() == 2)
     assert not set(killed) & set(server_pids(wrapper.alias))
-    counters = pool.stats.snapshot()["counters"]
+    counters = counters_of(pool)
     assert psycopg_stats(pool)["connections_lost"] == 2
     assert counters["connections_created"] - counters["connections_closed"] == 2
 
@@ -323,7 +324,7 @@ def test_drain_replaces_every_connection_as_psycopg_documents(pooled):
     pool.putconn(held)
     assert wait_for(lambda: len(server_pids(wrapper.alias)) == 2 and pool.idle_count() == 2
                     and not set(before) & set(server_pids(wrapper.alias)))
-    counters = pool.stats.snapshot()["counters"]
+    counters = counters_of(pool)
     assert counters["connections_created"] - counters["connections_closed"] == 2
 
 

@@ -110,12 +110,12 @@ def test_warmpools_opens_pool_size_connections_and_reports(capsys):
 
 @pytest.mark.django_db(transaction=True)
 def test_ping_reports_latency_and_counts_a_checkout():
-    from connection_pools import stats
-    from connection_pools.pools.postgres import ping
+    from connection_pools.pools.postgres import get_pool, ping
 
-    before = stats.registry.get("db_default").counter(stats.CHECKOUTS) if stats.registry.get("db_default") else 0
+    pool = get_pool("default")
+    before = pool.counters.count("checkouts")
     assert ping("default") > 0
-    assert stats.registry.get("db_default").counter(stats.CHECKOUTS) == before + 1
+    assert pool.counters.count("checkouts") == before + 1
     with pytest.raises(ValueError, match="unknown database alias 'no-such-alias'"):
         ping("no-such-alias")
 

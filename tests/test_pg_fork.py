@@ -58,7 +58,7 @@ def test_pool_opened_before_fork_is_replaced_in_the_child():
                 conn.close()
             return {"new_pool": pool is not parent_pool and isinstance(pool, InstrumentedPool),
                     "pool_pid": pool.pid, "backend": pid,
-                    "checkouts": pool.stats.snapshot()["counters"]["checkouts"]}
+                    "checkouts": pool.counters.count("checkouts")}
 
         result = _run_in_child(child)
         assert "error" not in result, result

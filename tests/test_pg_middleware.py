@@ -10,7 +10,6 @@ from django.http import JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
 
-from connection_pools import stats
 from tests.support.pg import (
     dispose,
     make_wrapper,
@@ -68,7 +67,7 @@ def tiny_default_pool():
 @pytest.mark.parametrize("url", ["/page/", "/api/thing/"])
 def test_pool_timeout_becomes_503_with_retry_after(tiny_default_pool, url, caplog):
     pool = tiny_default_pool
-    before = pool.stats.counter(stats.TIMEOUTS)
+    before = pool.counters.count("timeouts")
     held = pool.getconn()  # the only connection
     try:
         response = Client().get(url)
@@ -76,7 +75,7 @@ def test_pool_timeout_becomes_503_with_retry_after(tiny_default_pool, url, caplo
         pool.putconn(held)
     assert response.status_code == 503
     assert response["Retry-After"] == "7"
-    assert pool.stats.counter(stats.TIMEOUTS) == before + 1
+    assert pool.counters.count("timeouts") == before + 1
     if url.startswith("/api/"):
         body = json.loads(response.content)
         assert body["error"] == "pool_timeout" and body["retry_after"] == 7
@@ -117,17 +116,17 @@ def test_other_errors_are_left_alone():
 
 def test_long_hold_names_the_request_path_and_view(settings, caplog):
     settings.CONNECTION_POOLS = {"LONG_HOLD_SECONDS": 0.1}
-    pool_stats = stats.registry.get("db_default")
     with override_settings(ROOT_URLCONF=__name__):
         connection.close()
         connection.ensure_connection()  # make sure the pool is built before counting
         connection.close()
-        before = pool_stats.counter(stats.LONG_HOLDS)
+        pool = connection.pool
+        before = pool.counters.count("long_holds")
         with caplog.at_level("WARNING", logger="connection_pools.postgres"):
             response = Client().get("/held/?x=1")
             connection.close()  # what request_finished does outside the test client
     assert response.status_code == 200
-    assert pool_stats.counter(stats.LONG_HOLDS) == before + 1
+    assert pool.counters.count("long_holds") == before + 1
     assert "by GET /held/ (view tests.test_pg_middleware.slow_query)" in caplog.text
 
 

@@ -7,7 +7,8 @@ import time
 import pytest
 from django.core.signals import request_finished, request_started
 
-from connection_pools import stats
+from connection_pools.conf.aliases import spec_of
+from connection_pools.sources.persistent import PersistentSource
 from tests.support.pg import (
     dispose,
     make_wrapper,
@@ -25,7 +26,7 @@ def persistent_alias():
 
 
 def snapshot(wrapper):
-    return stats.registry.get(stats.pool_name_for_alias(wrapper.alias)).snapshot()
+    return PersistentSource(spec_of(wrapper.alias, wrapper.settings_dict)).snapshot()
 
 
 def query(wrapper):
@@ -39,24 +40,24 @@ def test_created_in_use_reused_and_closed(persistent_alias):
     request_started.send(sender=None)
     query(wrapper)
     snap = snapshot(wrapper)
-    assert snap["kind"] == "persistent"
-    assert snap["counters"]["connections_created"] == 1
-    assert snap["gauges"]["active"] == 1 and snap["gauges"]["size"] == 1
+    assert snap.kind == "persistent"
+    assert snap.counters.connections_created == 1
+    assert snap.gauges.active == 1 and snap.gauges.size == 1
     request_finished.send(sender=None)
     snap = snapshot(wrapper)
-    assert snap["gauges"]["active"] == 0 and snap["gauges"]["size"] == 1  # kept open (persistent)
-    assert snap["counters"]["checkouts"] == 1 and snap["histograms"]["hold_seconds"]["count"] == 1
+    assert snap.gauges.active == 0 and snap.gauges.size == 1  # kept open (persistent)
+    assert snap.counters.checkouts == 1 and snap.hold.count == 1
     # The next request reuses it: no new connection.
     request_started.send(sender=None)
     query(wrapper)
     request_finished.send(sender=None)
     snap = snapshot(wrapper)
-    assert snap["counters"]["connections_created"] == 1 and snap["counters"]["checkouts"] == 2
-    assert snap["gauges"]["oldest_age_seconds"] > 0
+    assert snap.counters.connections_created == 1 and snap.counters.checkouts == 2
+    assert snap.gauges.oldest_age_seconds > 0
     wrapper.close()
     snap = snapshot(wrapper)
-    assert snap["counters"]["connections_closed"] == 1 and snap["gauges"]["size"] == 0
-    assert snap["config"]["conn_max_age"] == 60
+    assert snap.counters.connections_closed == 1 and snap.gauges.size == 0
+    assert snap.config["conn_max_age"] == 60
 
 
 def test_closed_for_age_counts_as_recycled(persistent_alias):
@@ -70,5 +71,5 @@ def test_closed_for_age_counts_as_recycled(persistent_alias):
     wrapper.close_if_unusable_or_obsolete()
     request_started.send(sender=None)
     request_finished.send(sender=None)
-    counters = snapshot(wrapper)["counters"]
-    assert counters["connections_closed"] == 1 and counters["recycled"] == 1
+    counters = snapshot(wrapper).counters
+    assert counters.connections_closed == 1 and counters.recycled == 1

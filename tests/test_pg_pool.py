@@ -10,16 +10,17 @@ import pytest
 from django.db import OperationalError
 from psycopg_pool import PoolTimeout
 
-from connection_pools import stats
 from connection_pools.backends.postgresql import compat
 from connection_pools.checks import check_psycopg_pool_internals
 from connection_pools.pools.postgres import DatabaseUnavailable, InstrumentedPool
 from tests.support.pg import (
     backend_pid,
+    counters_of,
     dispose,
     make_wrapper,
     quiet_background,  # noqa: F401 - fixture
     server_pids,
+    snapshot_of,
     terminate,
     wait_for,
 )
@@ -35,7 +36,7 @@ def small_pool(pooled):
 
 
 def counters(pool: InstrumentedPool) -> dict[str, int]:
-    return pool.stats.snapshot()["counters"]
+    return counters_of(pool)
 
 
 def test_pool_size_connections_are_opened_up_front_and_no_overflow(small_pool):
@@ -46,11 +47,11 @@ def test_pool_size_connections_are_opened_up_front_and_no_overflow(small_pool):
         cursor.execute("SELECT 1")
     wrapper.close()
     assert len(server_pids(wrapper.alias)) == 3
-    snap = pool.stats.snapshot()
-    assert snap["counters"]["connections_created"] == 3
-    assert snap["counters"]["checkouts"] == 1
-    assert snap["gauges"]["size"] == 3 and snap["gauges"]["overflow_in_use"] == 0
-    assert snap["config"]["pool_size"] == 3 and snap["config"]["max_overflow"] == 2
+    snap = snapshot_of(wrapper)
+    assert snap.counters.connections_created == 3
+    assert snap.counters.checkouts == 1
+    assert snap.gauges.size == 3 and snap.gauges.overflow_in_use == 0
+    assert snap.config["pool_size"] == 3 and snap.config["max_overflow"] == 2
     assert (pool.min_size, pool.max_size, pool.timeout) == (3, 5, 0.5)
 
 
@@ -90,11 +91,11 @@ def test_fifty_threads_never_exceed_pool_size_plus_overflow(small_pool):
     watcher.join()
     assert errors == []
     assert 2 < seen_max <= 5  # overflow was used, never past pool_size + max_overflow
-    snap = pool.stats.snapshot()
-    assert snap["counters"]["checkouts"] == 150
-    assert snap["histograms"]["hold_seconds"]["count"] == 150
-    assert snap["peaks"]["active"] == 5
-    assert snap["gauges"]["active"] == 0
+    snap = snapshot_of(wrapper)
+    assert snap.counters.checkouts == 150
+    assert snap.hold.count == 150
+    assert snap.peak_active == 5
+    assert snap.gauges.active == 0
     # Idle overflow is closed again (psycopg's max_idle rule), back to pool_size.
     assert wait_for(lambda: len(server_pids(wrapper.alias)) == 2, timeout=15)
     created, closed = counters(pool)["connections_created"], counters(pool)["connections_closed"]
@@ -245,7 +246,7 @@ def test_resize_grows_and_shrinks_a_live_pool(small_pool, monkeypatch):
         result = postgres.resize_pool(wrapper.alias, pool_size=3, max_overflow=1)
         assert result["old"] == {"pool_size": 1, "max_overflow": 0}
         assert wait_for(lambda: len(server_pids(wrapper.alias)) == 3)
-        assert pool.stats.snapshot()["config"]["pool_size"] == 3
+        assert snapshot_of(wrapper).config["pool_size"] == 3
         held = [pool.getconn() for _ in range(4)]
         assert len(server_pids(wrapper.alias)) == 4
         postgres.resize_pool(wrapper.alias, pool_size=1, max_overflow=0)
@@ -276,20 +277,20 @@ def test_reset_zeroes_counters_without_touching_the_pool(small_pool):
     wrapper, pool = small_pool()
     conn = pool.getconn()
     pool.putconn(conn)
-    pool.stats.reset()
-    snap = pool.stats.snapshot()
-    assert snap["counters"]["checkouts"] == 0 and snap["histograms"]["wait_seconds"]["count"] == 0
-    assert snap["gauges"]["size"] == 2 and len(server_pids(wrapper.alias)) == 2
+    pool.counters.reset()
+    snap = snapshot_of(wrapper)
+    assert snap.counters.checkouts == 0 and snap.wait.count == 0
+    assert snap.gauges.size == 2 and len(server_pids(wrapper.alias)) == 2
 
 
-def test_stats_registered_under_db_alias_with_role():
-    wrapper = make_wrapper({})
+def test_the_source_names_the_pool_db_alias_with_its_kind_and_role():
+    wrapper = make_wrapper({"pool_size": 2, "max_overflow": 1})
     try:
-        wrapper.pool  # noqa: B018
-        snap = stats.registry.get(f"db_{wrapper.alias}").snapshot()
-        assert (snap["kind"], snap["role"], snap["alias"]) == ("postgresql", "primary", wrapper.alias)
-        assert set(snap["gauges"]) >= {"active", "available", "size", "waiting", "overflow_in_use",
-                                       "min_size", "max_size"}
+        assert wrapper.pool.wait_ready(10)
+        snap = snapshot_of(wrapper)
+        assert (snap.name, snap.kind, snap.role, snap.alias) == (f"db_{wrapper.alias}", "postgresql", "primary",
+                                                                 wrapper.alias)
+        assert (snap.gauges.size, snap.gauges.min_size, snap.gauges.max_size, snap.gauges.available) == (2, 2, 3, 2)
     finally:
         dispose(wrapper)
 

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -17,15 +18,15 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 
 from connection_pools import conf, env
-from connection_pools.pools import redis as redis_pools
-from connection_pools.stats import registry
+from connection_pools.backends.redis import pools as redis_pools
+from connection_pools.sources.redis import snapshot_of
 
 PoolFactory = Callable[..., Any]
 
 
 @pytest.fixture
 def make_pool() -> Iterator[PoolFactory]:
-    """Throw-away pools on the real Redis, under their own stats names."""
+    """Throw-away pools on the real Redis (each counts for itself)."""
     created: list[Any] = []
 
     def factory(url: str | None = None, **overrides: Any) -> Any:
@@ -39,7 +40,6 @@ def make_pool() -> Iterator[PoolFactory]:
     yield factory
     for pool in created:
         pool.disconnect()
-        registry.remove(pool.stats.name)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -97,9 +97,9 @@ def test_guide_defaults_reach_the_live_main_and_cache_pools() -> None:
     # One cache pool per process: get_pool("cache") is the pool behind Django's cache.
     assert redis_pools.get_pool("cache") is cache_pool
     assert cache_pool.pool_name == "cache" and main.pool_name == "main"
-    assert registry.get("redis_cache").snapshot()["config"]["max_connections"] == redis_settings["cache"][
+    assert snapshot_of(redis_pools.get_pool("cache")).config["max_connections"] == redis_settings["cache"][
         "max_connections"]
-    assert registry.get("redis_main").snapshot()["config"]["max_connections"] == redis_settings["main"][
+    assert snapshot_of(redis_pools.get_pool("main")).config["max_connections"] == redis_settings["main"][
         "max_connections"]
 
 
@@ -122,11 +122,10 @@ def test_env_vars_reach_the_live_pools(make_pool: PoolFactory) -> None:
 
     from django_redis.pool import ConnectionFactory
 
-    from connection_pools.cache import RedisCache
+    from connection_pools.backends.redis.cache import RedisCache
 
     cache_params = env.caches(settings)["default"]
     backend = RedisCache(cache_params["LOCATION"], cache_params)
-    real_cache_pool = redis_pools.get_pool("cache")
     try:
         pool = backend.client.get_client(write=True).connection_pool
         _assert_live_settings(pool, settings["cache"])
@@ -136,7 +135,6 @@ def test_env_vars_reach_the_live_pools(make_pool: PoolFactory) -> None:
     finally:
         pool.disconnect()
         ConnectionFactory._pools.pop(cache_params["LOCATION"], None)
-        real_cache_pool.register_stats()  # the test pool took over redis_cache's gauges
 
 
 @pytest.mark.parametrize(
@@ -156,7 +154,7 @@ def test_bad_redis_env_vars_name_the_variable(name: str, value: str, fragment: s
 
 def test_config_never_shows_the_password(make_pool: PoolFactory) -> None:
     url = conf.get("REDIS")["main"]["url"].replace("redis://", "redis://user:s3cret-pw@")
-    config = make_pool(url=url).stats.snapshot()["config"]
+    config = snapshot_of(make_pool(url=url)).config
     assert "s3cret-pw" not in json.dumps(config)
     assert config["url"].startswith("redis://127.0.0.1:")
 
@@ -188,29 +186,30 @@ def test_n_concurrent_clients_give_in_use_n_and_created_n(make_pool: PoolFactory
     for thread in threads:
         thread.start()
     holding.wait(timeout=10)
-    snapshot = pool.stats.snapshot()
-    assert snapshot["gauges"]["active"] == n
-    assert snapshot["gauges"]["available"] == 0
-    assert snapshot["counters"]["connections_created"] == n
-    assert snapshot["counters"]["checkouts"] == n
-    assert snapshot["peaks"]["active"] == n
+    snapshot = snapshot_of(pool)
+    assert snapshot.gauges.active == n
+    assert snapshot.gauges.available == 0
+    assert snapshot.counters.connections_created == n
+    assert snapshot.counters.checkouts == n
+    assert snapshot.peak_active == n
     assert server_clients(client_name) == n  # the server agrees: n real connections
     done.set()
     for thread in threads:
         thread.join(10)
     assert not errors
-    snapshot = pool.stats.snapshot()
-    assert snapshot["gauges"] | {} == {"active": 0, "available": n, "size": n, "max_size": 10, "waiting": 0}
-    assert snapshot["histograms"]["hold_seconds"]["count"] == n
-    assert snapshot["counters"]["timeouts"] == 0 and snapshot["counters"]["connection_errors"] == 0
+    snapshot = snapshot_of(pool)
+    gauges = snapshot.gauges
+    assert (gauges.active, gauges.available, gauges.size, gauges.max_size, gauges.waiting) == (0, n, n, 10, 0)
+    assert snapshot.hold.count == n
+    assert snapshot.counters.timeouts == 0 and snapshot.counters.connection_errors == 0
 
     # Reuse: more commands, no new connections.
     client = redis.Redis(connection_pool=pool)
     for _ in range(20):
         client.ping()
-    snapshot = pool.stats.snapshot()
-    assert snapshot["counters"]["checkouts"] == n + 20
-    assert snapshot["counters"]["connections_created"] == n
+    snapshot = snapshot_of(pool)
+    assert snapshot.counters.checkouts == n + 20
+    assert snapshot.counters.connections_created == n
 
 
 def test_gauges_come_from_redis_py_public_api_and_match_our_bookkeeping(make_pool: PoolFactory) -> None:
@@ -224,7 +223,7 @@ def test_gauges_come_from_redis_py_public_api_and_match_our_bookkeeping(make_poo
                   for count, attrs in pool.get_connection_count()}
         assert counts == {"used": 2, "idle": 1}
         assert pool.connection_counts() == (2, 1)
-        assert pool.stats.active == 2  # our own checkout/checkin bookkeeping agrees
+        assert pool.counters.active == 2  # our own checkout/checkin bookkeeping agrees
         for connection in held:
             pool.release(connection)
         assert pool.connection_counts() == (0, 3)
@@ -237,17 +236,17 @@ def test_burst_beyond_max_connections_waits_with_the_blocking_pool(make_pool: Po
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(pool.get_connection()))
     waiter.start()
-    wait_until(lambda: pool.gauges()["waiting"] == 1)
+    wait_until(lambda: pool.gauges().waiting == 1)
     assert not got  # queued, not failed
     pool.release(held.pop())
     waiter.join(10)
     assert len(got) == 1
-    snapshot = pool.stats.snapshot()
-    assert snapshot["counters"]["timeouts"] == 0
-    assert snapshot["counters"]["checkouts"] == 3
-    assert snapshot["counters"]["connections_created"] == 2  # the waiter reused a connection
-    wait = snapshot["histograms"]["wait_seconds"]
-    assert wait["count"] == 3 and wait["max"] > 0
+    snapshot = snapshot_of(pool)
+    assert snapshot.counters.timeouts == 0
+    assert snapshot.counters.checkouts == 3
+    assert snapshot.counters.connections_created == 2  # the waiter reused a connection
+    wait = snapshot.wait
+    assert wait.count == 3 and wait.max > 0
     for connection in held + got:
         pool.release(connection)
 
@@ -269,10 +268,10 @@ def test_burst_beyond_max_connections_waits_with_the_blocking_pool(make_pool: Po
         thread.join(30)
     client.delete(*[f"test-redis:burst:{i}" for i in range(8)])
     assert not failures
-    snapshot = pool.stats.snapshot()
-    assert snapshot["counters"]["timeouts"] == 0
-    assert snapshot["peaks"]["active"] == 2
-    assert snapshot["counters"]["connections_created"] == 2
+    snapshot = snapshot_of(pool)
+    assert snapshot.counters.timeouts == 0
+    assert snapshot.peak_active == 2
+    assert snapshot.counters.connections_created == 2
 
 
 def test_blocking_pool_timeout_is_counted_as_an_error(make_pool: PoolFactory) -> None:
@@ -280,10 +279,10 @@ def test_blocking_pool_timeout_is_counted_as_an_error(make_pool: PoolFactory) ->
     held = pool.get_connection()
     with pytest.raises(redis.ConnectionError, match="No connection available"):
         pool.get_connection()
-    snapshot = pool.stats.snapshot()
-    assert snapshot["counters"]["timeouts"] == 1
-    assert snapshot["counters"]["checkouts"] == 1
-    assert snapshot["histograms"]["wait_seconds"]["count"] == 2  # the failed wait is recorded too
+    snapshot = snapshot_of(pool)
+    assert snapshot.counters.timeouts == 1
+    assert snapshot.counters.checkouts == 1
+    assert snapshot.wait.count == 2  # the failed wait is recorded too
     pool.release(held)
 
 
@@ -292,7 +291,7 @@ def test_non_blocking_pool_fails_at_once_when_full_and_counts_it(make_pool: Pool
     held = pool.get_connection()
     with pytest.raises(redis.exceptions.MaxConnectionsError):
         pool.get_connection()
-    assert pool.stats.counter("timeouts") == 1
+    assert pool.counters.count("timeouts") == 1
     pool.release(held)
 
 
@@ -303,23 +302,23 @@ def test_connection_errors_and_socket_timeouts_are_counted(make_pool: PoolFactor
     dead = make_pool(url=f"redis://127.0.0.1:{free_port()}/0", retry_on_timeout=False)
     with pytest.raises(redis.ConnectionError):
         redis.Redis(connection_pool=dead).ping()
-    assert dead.stats.counter("connection_errors") == 1
-    assert dead.stats.counter("checkouts") == 0 and dead.stats.active == 0
+    assert dead.counters.count("connection_errors") == 1
+    assert dead.counters.count("checkouts") == 0 and dead.counters.active == 0
     # A connect inside a command (redis-py's reconnect path) surfaces through two hooks: counted once.
     connection = dead.make_connection()
     with pytest.raises(redis.ConnectionError):
         connection.send_command("PING")
-    assert dead.stats.counter("connection_errors") == 2
+    assert dead.counters.count("connection_errors") == 2
 
     slow = make_pool(socket_timeout=0.2, retry_on_timeout=False)
     client = redis.Redis(connection_pool=slow)
     with pytest.raises(redis.TimeoutError):
         client.blpop([f"test-redis:empty:{uuid.uuid4().hex}"], timeout=2)  # answers after 2 s > 0.2 s
-    assert slow.stats.counter(redis_pools.SOCKET_TIMEOUTS) == 1
-    assert slow.stats.active == 0  # the checkout came back
+    assert slow.counters.count("socket_timeouts") == 1
+    assert slow.counters.active == 0  # the checkout came back
     assert client.ping()  # and the pool recovers by itself
-    assert slow.stats.counter("connections_closed") == 1
-    assert slow.stats.counter("connections_created") == 2
+    assert slow.counters.count("connections_closed") == 1
+    assert slow.counters.count("connections_created") == 2
 
 
 # --- health, warming, fork ------------------------------------------------------------
@@ -337,7 +336,7 @@ def test_ping_reports_latency_and_never_leaks_connections(make_pool: PoolFactory
     for _ in range(25):
         assert redis_pools.ping("main", timeout=2).ok
     wait_until(lambda: server_clients(client_name) == 0)
-    assert pool.stats.counter("connections_created") == 0  # not the pool's connections
+    assert pool.counters.count("connections_created") == 0  # not the pool's connections
 
 
 def test_get_redis_is_cheap_shared_and_never_raises_at_creation() -> None:
@@ -354,10 +353,10 @@ def test_warming_opens_connections_without_counting_checkouts(make_pool: PoolFac
     monkeypatch.setattr(redis_pools, "get_pool", lambda name: pool)
     monkeypatch.setattr(redis_pools, "pool_settings", lambda name: {"warm_connections": 3})
     assert redis_pools.warm_redis(["main"]) == {"main": 3}
-    snapshot = pool.stats.snapshot()
-    assert snapshot["gauges"]["available"] == 3 and snapshot["gauges"]["active"] == 0
-    assert snapshot["counters"]["connections_created"] == 3
-    assert snapshot["counters"]["checkouts"] == 0
+    snapshot = snapshot_of(pool)
+    assert snapshot.gauges.available == 3 and snapshot.gauges.active == 0
+    assert snapshot.counters.connections_created == 3
+    assert snapshot.counters.checkouts == 0
 
 
 def test_after_fork_the_child_starts_from_zero_and_works(make_pool: PoolFactory) -> None:
@@ -369,10 +368,11 @@ def test_after_fork_the_child_starts_from_zero_and_works(make_pool: PoolFactory)
     pid = os.fork()
     if pid == 0:  # the child: report and leave without running pytest's teardown
         try:
-            before = pool.stats.snapshot()
+            before = snapshot_of(pool)
             client.ping()
-            after = pool.stats.snapshot()
-            result = {"before_gauges": before["gauges"], "after": after["counters"], "active": after["gauges"]}
+            after = snapshot_of(pool)
+            result = {"before_gauges": asdict(before.gauges), "after": asdict(after.counters),
+                      "active": asdict(after.gauges)}
         except BaseException as exc:
             result = {"error": repr(exc)}
         os.write(write_fd, json.dumps(result).encode())
@@ -387,5 +387,5 @@ def test_after_fork_the_child_starts_from_zero_and_works(make_pool: PoolFactory)
     assert result["after"]["connections_created"] == 1  # its own, new connection
     assert result["active"]["active"] == 0 and result["active"]["available"] == 1
     # The parent is untouched.
-    assert pool.stats.active == 1 and pool.stats.counter("checkouts") == 2
+    assert pool.counters.active == 1 and pool.counters.count("checkouts") == 2
     pool.release(held)

@@ -11,15 +11,19 @@ import urllib.request
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client, override_settings
 
-from connection_pools import replicas, routing, stats
+from connection_pools import replicas, routing
 from tests.support import services
 from tests.support.replication import REPLICA, wait_for_replica
 
 pytestmark = [pytest.mark.django_db(databases=["default", REPLICA], transaction=True), pytest.mark.slow]
 
 FAST_RECOVERY = {"DATABASE_REPLICA_COOLDOWN": "1", "DATABASE_REPLICA_LAG_INTERVAL": "0.5"}
+
+#: The project's replica settings (their ALIASES): a test overriding REPLICAS keeps them.
+REPLICA_SETTINGS = dict(settings.CONNECTION_POOLS["REPLICAS"])
 
 
 def fetch(url: str) -> tuple[int, Any]:
@@ -60,7 +64,6 @@ def fresh_routing_state():
 
 def test_stopping_the_replica_mid_load_loses_no_read(gunicorn_server) -> None:
     wait_for_replica()
-    pool = stats.registry.get_or_create(stats.pool_name_for_alias(REPLICA), "postgresql")
     results: list[tuple[str, int, Any]] = []
     phase = ["up"]
     stop = threading.Event()
@@ -72,7 +75,7 @@ def test_stopping_the_replica_mid_load_loses_no_read(gunicorn_server) -> None:
             results.append((current, status, body))
 
     with gunicorn_server(workers=2, threads=4, env=FAST_RECOVERY) as server, \
-            override_settings(CONNECTION_POOLS={"REPLICAS": {"COOLDOWN_SECONDS": 1.0}}):
+            override_settings(CONNECTION_POOLS={"REPLICAS": {**REPLICA_SETTINGS, "COOLDOWN_SECONDS": 1.0}}):
         wait_until(lambda: replica_serves_every_read(server.url), 20, "reads on the replica")
         threads = [threading.Thread(target=load, args=(server.url,)) for _ in range(4)]
         for t in threads:
@@ -85,7 +88,7 @@ def test_stopping_the_replica_mid_load_loses_no_read(gunicorn_server) -> None:
                 phase[0] = "down"
                 down_before = len(results)
                 # The in-process view of the same event: this read is retried on the primary.
-                fallbacks = pool.counter(stats.FALLBACKS)
+                fallbacks = replicas.reading(REPLICA).fallbacks
                 response = Client().get("/items/")
                 assert response.status_code == 200
                 assert response.json()["db"] == "default"
@@ -93,7 +96,7 @@ def test_stopping_the_replica_mid_load_loses_no_read(gunicorn_server) -> None:
                 assert status["in_rotation"] is False
                 assert status["reason"] in ("cooling_down", "down")
                 assert status["last_error"]
-                assert pool.counter(stats.FALLBACKS) > fallbacks
+                assert replicas.reading(REPLICA).fallbacks > fallbacks
                 # Long enough for every worker to meet the outage, by a failed read or its sampler.
                 stopped_at = time.monotonic()
                 wait_until(lambda: len(results) - down_before >= 40 and time.monotonic() - stopped_at > 2.5, 30,
@@ -106,7 +109,7 @@ def test_stopping_the_replica_mid_load_loses_no_read(gunicorn_server) -> None:
             time.sleep(1.1)
             replicas.sample(REPLICA)
             assert replicas.replica_status()[REPLICA]["in_rotation"] is True
-            assert pool.snapshot()["gauges"]["out_of_rotation_seconds"] > 0
+            assert replicas.reading(REPLICA).out_of_rotation_seconds > 0
         finally:
             stop.set()
             for t in threads:

@@ -7,14 +7,17 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.conf import settings
 from django.core.signing import get_cookie_signer
 from django.db import router
 from django.http import HttpRequest, JsonResponse
 from django.test import Client, override_settings
 from django.urls import include, path
 
-from connection_pools import replicas, routing, stats
+from connection_pools import replicas, routing
+from connection_pools.conf.aliases import spec_for
 from connection_pools.pinning import COOKIE_SALT
+from connection_pools.sources.postgres import PostgresSource
 from project.workload.models import Item
 from tests.support.replication import REPLICA, delayed_replay, wait_for_replica
 
@@ -24,6 +27,9 @@ pytestmark = [
 ]
 
 DELAY_SECONDS = 5
+
+#: The project's replica settings (their ALIASES): a test overriding REPLICAS keeps them.
+REPLICA_SETTINGS = dict(settings.CONNECTION_POOLS["REPLICAS"])
 
 
 def write_then_read(request: HttpRequest) -> JsonResponse:
@@ -50,9 +56,8 @@ def names(response) -> list[str]:
 
 
 def test_lagging_replica_is_skipped_and_back_once_caught_up() -> None:
-    pool = stats.registry.get_or_create(stats.pool_name_for_alias(REPLICA), "postgresql")
     wait_for_replica()
-    with override_settings(CONNECTION_POOLS={"REPLICAS": {"MAX_LAG_SECONDS": 0.5}}):
+    with override_settings(CONNECTION_POOLS={"REPLICAS": {**REPLICA_SETTINGS, "MAX_LAG_SECONDS": 0.5}}):
         state = replicas.sample(REPLICA)
         assert (state.lag_seconds, replicas.replica_status()[REPLICA]["in_rotation"]) == (0.0, True)
 
@@ -69,12 +74,12 @@ def test_lagging_replica_is_skipped_and_back_once_caught_up() -> None:
             assert status["reason"] == "lagging"
             assert status["lag_seconds"] > 0.5
             assert status["lag_bytes"] > 0
-            assert pool.snapshot()["gauges"]["replica_lag_seconds"] == status["lag_seconds"]
+            assert PostgresSource(spec_for(REPLICA)).snapshot().gauges.replica_lag_seconds == status["lag_seconds"]
 
-            fallbacks = pool.counter(stats.FALLBACKS)
+            fallbacks = replicas.reading(REPLICA).fallbacks
             assert router.db_for_read(Item) == "default"
             assert list(Item.objects.values_list("name", flat=True)) == ["lagging"]
-            assert pool.counter(stats.FALLBACKS) == fallbacks + 2
+            assert replicas.reading(REPLICA).fallbacks == fallbacks + 2
 
         # Caught up (delay removed, everything replayed): lag 0 although the
         # last replayed commit is older than MAX_LAG_SECONDS by now (an idle
@@ -84,14 +89,15 @@ def test_lagging_replica_is_skipped_and_back_once_caught_up() -> None:
         assert state.lag_seconds == 0.0
         assert replicas.replica_status()[REPLICA]["in_rotation"] is True
         assert router.db_for_read(Item) == REPLICA
-        assert pool.snapshot()["gauges"]["out_of_rotation_seconds"] > 0
+        assert replicas.reading(REPLICA).out_of_rotation_seconds > 0
 
 
 def test_read_your_writes_in_the_same_request_and_the_next_one() -> None:
     client, stranger = Client(), Client()
     wait_for_replica()
     with (
-        override_settings(CONNECTION_POOLS={"REPLICAS": {"MAX_LAG_SECONDS": 3600, "PIN_SECONDS": 60}}),
+        override_settings(CONNECTION_POOLS={"REPLICAS": {**REPLICA_SETTINGS, "MAX_LAG_SECONDS": 3600,
+                                                         "PIN_SECONDS": 60}}),
         delayed_replay(f"{DELAY_SECONDS}s"),
     ):
         written_at = time.monotonic()
@@ -133,7 +139,7 @@ def test_unsafe_methods_pin_and_forged_cookies_do_not() -> None:
         assert forged.get("/items/").json()["db"] == REPLICA
 
     # A correctly signed but expired pin no longer pins.
-    with override_settings(CONNECTION_POOLS={"REPLICAS": {"PIN_SECONDS": 0.2}}):
+    with override_settings(CONNECTION_POOLS={"REPLICAS": {**REPLICA_SETTINGS, "PIN_SECONDS": 0.2}}):
         late = Client()
         late.post("/items/", data={"name": "late", "quantity": 1}, content_type="application/json")
         time.sleep(0.3)

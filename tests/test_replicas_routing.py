@@ -11,6 +11,7 @@ import threading
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
@@ -20,7 +21,7 @@ from django.http import HttpRequest, JsonResponse
 from django.test import AsyncClient, override_settings
 from django.urls import include, path
 
-from connection_pools import env, get_session, replicas, routing, stats
+from connection_pools import env, get_session, replicas, routing
 from connection_pools.routers import ReplicaRouter
 from connection_pools.routing import primary, read_only
 from project.workload.models import Item
@@ -30,6 +31,9 @@ pytestmark = [
     pytest.mark.django_db(databases=["default", REPLICA], transaction=True),
     pytest.mark.urls(__name__),
 ]
+
+#: The project's replica settings (their ALIASES): a test overriding REPLICAS keeps them.
+REPLICA_SETTINGS = dict(settings.CONNECTION_POOLS["REPLICAS"])
 
 
 def in_recovery(alias: str) -> bool:
@@ -124,7 +128,7 @@ def test_routed_reads_run_on_the_standby_and_writes_on_the_primary() -> None:
 
 
 def test_a_write_pins_this_context_only_for_pin_seconds() -> None:
-    with override_settings(CONNECTION_POOLS={"REPLICAS": {"PIN_SECONDS": 0}}):
+    with override_settings(CONNECTION_POOLS={"REPLICAS": {**REPLICA_SETTINGS, "PIN_SECONDS": 0}}):
         Item.objects.create(name="unpinned")
         assert router.db_for_read(Item) == REPLICA
     Item.objects.create(name="pinned")
@@ -295,8 +299,7 @@ def two_replicas(monkeypatch):
     aliases = ["fake_replica_a", "fake_replica_b"]
     monkeypatch.setattr(replicas, "replica_aliases", lambda: list(aliases))
     yield aliases
-    for alias in aliases:
-        stats.registry.remove(stats.pool_name_for_alias(alias))
+    replicas.reset_state()
 
 
 def test_round_robin_spreads_reads_and_skips_replicas_out_of_rotation(two_replicas) -> None:
@@ -307,28 +310,26 @@ def test_round_robin_spreads_reads_and_skips_replicas_out_of_rotation(two_replic
 
     replicas.mark_failed(b, "test: connection refused")
     assert {replicas.pick() for _ in range(6)} == {a}
-    b_stats = stats.registry.get(stats.pool_name_for_alias(b))
     # Half of those reads were meant for b and went elsewhere.
-    assert b_stats.counter(stats.FALLBACKS) == 3
-    assert b_stats.snapshot()["gauges"]["in_rotation"] is False
+    assert replicas.reading(b).fallbacks == 3
+    assert replicas.reading(b).in_rotation is False
 
     replicas.mark_failed(a, "test: connection refused")
     assert replicas.pick() is None
 
 
-def test_least_busy_uses_the_pools_live_active_counts(two_replicas) -> None:
+def test_least_busy_uses_the_pools_live_active_counts(two_replicas, monkeypatch) -> None:
     a, b = two_replicas
-    a_stats, b_stats = (stats.registry.get_or_create(stats.pool_name_for_alias(x), "postgresql") for x in (a, b))
-    with override_settings(CONNECTION_POOLS={"REPLICAS": {"BALANCING": "least_busy"}}):
-        a_stats.set_active(5)
-        b_stats.set_active(1)
+    busy = {a: 5, b: 1}
+    monkeypatch.setattr(replicas, "load_of", lambda alias: busy.get(alias, 0))  # the pools' live in-use counts
+    with override_settings(CONNECTION_POOLS={"REPLICAS": {**REPLICA_SETTINGS, "BALANCING": "least_busy"}}):
         assert {replicas.pick() for _ in range(4)} == {b}
-        b_stats.set_active(9)
+        busy[b] = 9
         assert {replicas.pick() for _ in range(4)} == {a}
         # The least busy one is out of rotation: the next one takes the read.
         replicas.mark_failed(a, "test: down")
         assert {replicas.pick() for _ in range(4)} == {b}
-        assert a_stats.counter(stats.FALLBACKS) == 4
+        assert replicas.reading(a).fallbacks == 4
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -355,8 +356,11 @@ def test_replica_settings_from_the_environment() -> None:
     parsed = env.replica_settings({"DATABASE_REPLICA_BALANCING": "Least_Busy", "DATABASE_REPLICA_MAX_LAG": "2.5",
                                    "DATABASE_REPLICA_COOLDOWN": "1", "DATABASE_REPLICA_LAG_INTERVAL": "0.5",
                                    "DATABASE_REPLICA_PIN_SECONDS": "0"})
-    assert parsed == {"BALANCING": "least_busy", "MAX_LAG_SECONDS": 2.5, "LAG_SAMPLE_INTERVAL": 0.5,
-                      "COOLDOWN_SECONDS": 1.0, "PIN_SECONDS": 0.0}
+    assert parsed == {"ALIASES": ["replica1"], "BALANCING": "least_busy", "MAX_LAG_SECONDS": 2.5,
+                      "LAG_SAMPLE_INTERVAL": 0.5, "COOLDOWN_SECONDS": 1.0, "PIN_SECONDS": 0.0}
+    two = "postgres://u:p@h1:5432/d,postgres://u:p@h2:5432/d"
+    assert env.replica_settings({"DATABASE_REPLICA_URLS": two})["ALIASES"] == ["replica1", "replica2"]
+    assert env.replica_settings({"DATABASE_REPLICA_URLS": ""})["ALIASES"] == []
     with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_BALANCING"):
         env.replica_settings({"DATABASE_REPLICA_BALANCING": "random"})
     with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_LAG_INTERVAL"):

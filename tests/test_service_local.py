@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 from typing import Any
@@ -13,11 +14,19 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from connection_pools import alerts, health, publisher, stats, tuner
+from connection_pools.backends.redis import pools as redis_pools
+from connection_pools.cluster import publish
+from connection_pools.cluster.store import StoreUnavailable, store
+from connection_pools.core.reports import PoolHealth, Recommendation, ServerBudget
+from connection_pools.insight import alerts, health, tuner
+from connection_pools.pools.postgres import get_pool
 from connection_pools.service import connection_pool_service
 from connection_pools.signals import pool_alert, pool_resized
+from connection_pools.sources.base import registry
 from tests.support import services
 from tests.support.admin_api import API, make_user, unique_prefix
+from tests.support.pg import quiet_background  # noqa: F401 - fixture
+from tests.support.snapshots import CountingSource
 
 pytestmark = pytest.mark.django_db
 
@@ -25,14 +34,16 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def isolated(settings):
     settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "KEY_PREFIX": unique_prefix("local")}
-    publisher.forget_failure()
+    store.forget_failure()
     alerts.forget()
+    health.forget()
     yield
-    publisher.forget_failure()
+    store.forget_failure()
     try:
-        publisher.clear()
-    except publisher.RedisUnavailable:
+        store.clear()
+    except StoreUnavailable:
         pass  # a test pointed Redis elsewhere: it published nothing under its prefix there
+    publish.forget()
 
 
 def use_default_pool() -> None:
@@ -48,35 +59,35 @@ def test_redis_down_stats_answer_with_this_process_numbers() -> None:
     use_default_pool()
     services.stop("redis")
     try:
-        publisher.forget_failure()
+        store.forget_failure()
         response = client.get(API + "stats")
         assert response.status_code == 200
         body = response.json()
         assert body["source"] == "local" and body["redis_available"] is False
         assert body["processes"]["count"] == 1
         # This process's real numbers.
-        local = stats.registry.get("db_default")
+        local = get_pool("default").counters
         default = body["database_pools"]["default"]
-        assert default["checkouts"] == local.counter(stats.CHECKOUTS)
-        assert default["connections_created"] == local.counter(stats.CONNECTIONS_CREATED)
+        assert default["checkouts"] == local.count("checkouts")
+        assert default["connections_created"] == local.count("connections_created")
         assert default["active_connections"] >= 1  # this test's own connection
         assert default["pool_size"] == default["config"]["pool_size"] >= 1
-        checked = client.get(API + "health")
+        checked = client.get(API + "health?live=1")
         assert checked.status_code == 200  # Redis down degrades, it does not make us unhealthy
         assert checked.json()["status"] == "degraded"
         assert checked.json()["pools"]["redis_main"]["healthy"] is False
         assert client.post(API + "reset-stats").json()["scope"] == "local"
     finally:
         services.start("redis")
-        publisher.forget_failure()
+        store.forget_failure()
     assert client.get(API + "stats").json()["source"] == "cluster"
 
 
 # --- health -------------------------------------------------------------------------------------------
 def test_health_checks_every_pool_with_latency_and_the_server_budget() -> None:
     use_default_pool()
-    publisher.publish()  # this process reports, so the budget counts it
-    result = connection_pool_service.health()
+    publish.publish()  # this process reports, so the budget counts it
+    result = connection_pool_service.health(live=True)
     assert result["status"] == "healthy", result
     assert set(result["pools"]) == {"db_default", "db_replica1", "redis_main", "redis_cache"}
     for check in result["pools"].values():
@@ -106,7 +117,7 @@ def test_a_hung_redis_makes_health_answer_within_its_timeout(settings) -> None:
         redis_settings["main"] = {**redis_settings["main"], "url": f"redis://127.0.0.1:{port}/0"}
         settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "REDIS": redis_settings,
                                      "HEALTH_CHECK_TIMEOUT": 0.5}
-        result = connection_pool_service.health()
+        result = connection_pool_service.health(live=True)
         assert result["pools"]["redis_main"]["healthy"] is False
         assert "imeout" in result["pools"]["redis_main"]["error"]
         assert result["pools"]["db_default"]["healthy"] is True
@@ -117,28 +128,35 @@ def test_a_hung_redis_makes_health_answer_within_its_timeout(settings) -> None:
 
 def test_checks_that_never_answer_are_reported_at_the_deadline() -> None:
     release = threading.Event()
+    late = []
     try:
         results = health.run_concurrently({
-            "stuck": lambda: release.wait(60) and {"healthy": True},
-            "fine": lambda: {"healthy": True, "latency_ms": 1.0, "error": None},
-        }, timeout=0.2)
+            "stuck": lambda: release.wait(60) and "answered",
+            "fine": lambda: "answered",
+        }, 0.2, lambda name: late.append(name) or "late")
     finally:
         release.set()
-    assert results["fine"]["healthy"] is True
-    assert results["stuck"]["healthy"] is False and "no answer within 0.2 s" in results["stuck"]["error"]
+    assert results == {"stuck": "late", "fine": "answered"} and late == ["stuck"]
+    # Every check that never answers is reported at the deadline, named: see probe().
 
 
 def test_unhealthy_primary_means_503() -> None:
-    pools = {"db_default": {"kind": "postgresql", "role": "primary", "healthy": False},
-             "redis_main": {"kind": "redis", "healthy": True}}
-    assert health.overall_status(pools, [True]) == "unhealthy"
-    assert health.overall_status({**pools, "db_default": {"kind": "postgresql", "healthy": True}}, [False]) == (
-        "degraded")
+    down = PoolHealth(name="db_default", kind="postgresql", role="primary", healthy=False)
+    redis_up = PoolHealth(name="redis_main", kind="redis", healthy=True)
+    over = ServerBudget(server="s", pool="db_default", aliases=("default",), processes=9, pairs=9,
+                        configured_total=300, pool_size=10, max_overflow=20, max_connections=100, reserved=3,
+                        available=97)
+    assert health.overall_status([down, redis_up], []) == "unhealthy"
+    up = PoolHealth(name="db_default", kind="postgresql", role="primary", healthy=True)
+    assert health.overall_status([up, redis_up], [over]) == "degraded"
+    assert health.overall_status([up, redis_up], []) == "healthy"
 
 
 # --- alerts ----------------------------------------------------------------------------------------------
-HIGH = {"pool": "db_default", "rule": "exhaustion", "issue": "Pool exhausted", "suggestion": "more",
-        "severity": "high", "current_value": 1, "suggested_value": 2, "setting": "max_overflow"}
+HIGH = Recommendation(pool="db_default", rule="exhaustion", issue="Pool exhausted", suggestion="more",
+                      severity="high", current_value=1, suggested_value=2, setting="max_overflow")
+MEDIUM = Recommendation(pool="db_default", rule="high_wait", issue="High wait", suggestion="more",
+                        severity="medium")
 
 
 def test_each_new_high_finding_alerts_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -150,9 +168,9 @@ def test_each_new_high_finding_alerts_once(caplog: pytest.LogCaptureFixture) -> 
     pool_alert.connect(receiver)
     try:
         with caplog.at_level(logging.WARNING, logger="connection_pools.alerts"):
-            alerts.notify([HIGH, {**HIGH, "rule": "high_wait", "severity": "medium"}])
-            alerts.notify([HIGH])  # the next poll: same finding, no new alert
-        assert received == [HIGH]
+            alerts.notify([HIGH, MEDIUM])
+            alerts.notify([HIGH])  # the next look: same finding, no new alert
+        assert received == [HIGH.to_wire()]
         assert [r.levelno for r in caplog.records if "Pool exhausted" in r.getMessage()] == [logging.WARNING]
         alerts.forget()  # another process (no memory of it) sees the same finding: deduplicated in Redis
         alerts.notify([HIGH])
@@ -180,17 +198,15 @@ def test_without_redis_each_process_still_alerts_once(settings) -> None:
     pool_alert.connect(receiver)
     try:
         for _ in range(3):
-            publisher.forget_failure()
+            store.forget_failure()
             alerts.notify([HIGH])
-        assert received == [HIGH]
+        assert received == [HIGH.to_wire()]
     finally:
         pool_alert.disconnect(receiver)
 
 
 # --- the tuner: real resizes ---------------------------------------------------------------------------------
 def test_apply_resizes_the_live_pool_signals_and_broadcasts() -> None:
-    from connection_pools.pools.postgres import get_pool
-
     use_default_pool()
     pool = get_pool("default")
     old = {"pool_size": pool.min_size, "max_overflow": pool.max_size - pool.min_size}
@@ -202,18 +218,16 @@ def test_apply_resizes_the_live_pool_signals_and_broadcasts() -> None:
 
     pool_resized.connect(receiver)
     try:
-        performed = tuner.apply([{"pool": "db_default", "alias": "default", "old": old, "new": new,
-                                  "reasons": ["test"]}], reason="test")
-        assert performed == [{"pool": "db_default", "alias": "default", "setting": "pool_size",
-                              "old": old["pool_size"], "new": new["pool_size"], "reason": "test"}]
+        change = tuner.SizingChange("db_default", "default", 1, tuner.Sizing(**old), tuner.Sizing(**new), ("test",))
+        performed = tuner.apply([change], reason="test")
+        assert performed == (tuner.Performed("db_default", "default", "pool_size", old["pool_size"],
+                                             new["pool_size"], "test"),)
         assert (pool.min_size, pool.max_size) == (new["pool_size"], new["pool_size"] + new["max_overflow"])
         assert resized and resized[-1]["new"] == new
-        # Another process adopts the sizing at its next publish; here: the broadcast exists and applies.
-        published = publisher.publish()
-        assert published["resized"] == []  # already at the broadcast size
-        sizing = publisher.call(lambda c: c.hgetall(publisher.key("sizing")))
-        assert json.loads(sizing["default"])["pool_size"] == new["pool_size"]
-        tuner.honour_sizing({"default": json.dumps(old)})
+        # Every other process adopts the recorded sizing in its job; here: it is recorded, and applies.
+        assert tuner.adopt_job() == []  # already at the recorded size
+        assert json.loads(store.sizing()["default"])["pool_size"] == new["pool_size"]
+        tuner.adopt({"default": json.dumps(old)})
         assert pool.min_size == old["pool_size"]
     finally:
         pool_resized.disconnect(receiver)
@@ -221,56 +235,59 @@ def test_apply_resizes_the_live_pool_signals_and_broadcasts() -> None:
             pool.resize(old["pool_size"], old["pool_size"] + old["max_overflow"])
 
 
+@pytest.mark.usefixtures("quiet_background")  # no rollup job of this process in the middle of the count
 def test_the_auto_tuner_is_off_by_default_and_resizes_within_its_bounds_when_on(settings) -> None:
-    from connection_pools.pools.postgres import get_pool
-
     use_default_pool()
     pool = get_pool("default")
     old = (pool.min_size, pool.max_size)
-    assert tuner.auto_tune() == []  # off by default
+    assert tuner.auto_tune_job() == ()  # off by default
     settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "TUNER": {
         **settings.CONNECTION_POOLS["TUNER"], "ENABLED": True, "MAX_POOL_SIZE": old[0] + 2}}
-    publisher.publish()
-    db_stats = stats.registry.get("db_default")
     try:
         for _ in range(30):  # slow checkouts: the high-wait rule's case
-            db_stats.record_checkout(0.2)
-            db_stats.record_checkin(0.001)
-        performed = tuner.auto_tune()
-        assert [(p["pool"], p["setting"], p["old"], p["new"]) for p in performed] == [
+            pool.counters.checkout(0.2)
+            pool.counters.checkin(0.001)
+        publish.publish()  # the tuner reads the cluster view, which this process's snapshot is in
+        performed = tuner.auto_tune_job()
+        assert [(p.pool, p.setting, p.old, p.new) for p in performed] == [
             ("db_default", "pool_size", old[0], old[0] + 2)]  # 1.5x wanted, capped at MAX_POOL_SIZE
         assert pool.min_size == old[0] + 2
-        assert tuner.auto_tune() == []  # one run per interval in the whole cluster
+        assert tuner.auto_tune_job() == ()  # one run per interval in the whole cluster
     finally:
         pool.resize(*old)
-        stats.registry.reset("db_default")
+        pool.counters.reset()
 
 
 def test_optimize_on_an_idle_system_suggests_nothing() -> None:
-    # The app's own Redis traffic counts on redis_main, so tests that stopped Redis earlier in
-    # this process left real connection errors there: start this "idle system" from zero.
-    stats.registry.reset("redis_main")
+    # Tests that stopped Redis earlier in this process left real connection errors on the
+    # Redis pools: start this "idle system" from zero.
+    registry.reset()
+    redis_pools.get_pool("cache").reset_counters()
     use_default_pool()
+    publish.publish()  # this process's pools are in the view
     result = connection_pool_service.optimize(apply=True)
     assert result["performed"] == [] and result["suggested"] == [] and result["recommendations"] == []
 
 
 # --- publishing and the reset epoch ------------------------------------------------------------------------------
 def test_publishing_honours_a_reset_requested_by_another_process() -> None:
-    probe = stats.registry.get_or_create("db_probe6", "postgresql", alias="probe6")
+    probe = CountingSource("db_probe6")
+    registry.add(probe)
     try:
-        assert publisher.publish()["published"] is True
-        probe.record_checkout(0.001)
-        probe.record_checkin(0.001)
+        assert publish.publish().published is True
+        probe.counters.checkout(0.001)
+        probe.counters.checkin(0.001)
+        assert publish.publish().published is True
         # Another process asks for a reset of this pool (we simulate it by writing the epoch directly).
-        epoch = publisher.call(lambda c: c.incr(publisher.key("epoch")))
-        publisher.call(lambda c: c.hset(publisher.key("resets"), str(epoch), "db_probe6"))
+        epoch = store.call(lambda c: c.incr(store.key("epoch")))
+        store.call(lambda c: c.hset(store.key("resets"), str(epoch), "db_probe6"))
         shown = connection_pool_service.pool_stats()["database_pools"]["probe6"]
         assert shown["checkouts"] == 0  # shown reset at once, before this process honours it
-        assert probe.counter(stats.CHECKOUTS) == 1
-        assert publisher.publish()["reset"] == ["db_probe6"]
-        assert probe.counter(stats.CHECKOUTS) == 0
-        ttl = publisher.call(lambda c: c.pttl(publisher.key("proc", publisher.process_id())))
-        assert 0 < ttl <= publisher.ttl() * 1000
+        assert probe.counters.count("checkouts") == 1
+        assert publish.publish().reset == ("db_probe6",)
+        assert probe.counters.count("checkouts") == 0
+        member = f"{socket.gethostname()}:{os.getpid()}"
+        ttl = store.call(lambda c: c.pttl(store.key("proc", member)))
+        assert 0 < ttl <= store.snapshot_ttl() * 1000
     finally:
-        stats.registry.remove("db_probe6")
+        registry.remove("db_probe6")

@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import history
+from ..insight import history
 from ..service import connection_pool_service
 from . import serializers as s
 from .views import ERRORS, AdminAPIView, bad_request

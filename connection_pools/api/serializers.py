@@ -1,5 +1,10 @@
 """Serializers of the admin API: query/body parameters (validated, 400 on bad input) and
-response shapes (for the OpenAPI schema; responses come from the service as plain dicts)."""
+response shapes for the OpenAPI schema.
+
+The response serializers describe exactly what :mod:`connection_pools.presenter` makes;
+``tests/test_api_schema.py`` validates real responses against the generated schema (every
+key present, none extra), so the two cannot drift apart silently.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,13 @@ class StatsQuerySerializer(serializers.Serializer):
 
     per_process = serializers.BooleanField(required=False, default=False,
                                            help_text="Add a per-process breakdown (`1`/`0`, `true`/`false`).")
+
+
+class HealthQuerySerializer(serializers.Serializer):
+    """``GET health?live=1``."""
+
+    live = serializers.BooleanField(required=False, default=False,
+                                    help_text="Check every pool now (`1`/`0`, `true`/`false`).")
 
 
 class ResetStatsSerializer(serializers.Serializer):
@@ -38,6 +50,7 @@ class DatabasePoolConfigSerializer(serializers.Serializer):
     pool_recycle = serializers.FloatField(allow_null=True)
     pool_pre_ping = serializers.BooleanField(allow_null=True)
     pool_use_lifo = serializers.BooleanField(allow_null=True)
+    pool_pre_ping_window = serializers.FloatField(allow_null=True, help_text="seconds")
 
 
 class DatabasePoolSerializer(serializers.Serializer):
@@ -54,6 +67,7 @@ class DatabasePoolSerializer(serializers.Serializer):
     overflow = serializers.IntegerField(help_text="Connections open beyond pool_size now.")
     max_overflow = serializers.IntegerField()
     max_size = serializers.IntegerField()
+    size = serializers.IntegerField(help_text="Connections open or being opened now.")
     available_connections = serializers.IntegerField()
     waiting = serializers.IntegerField()
     checkouts = serializers.IntegerField()
@@ -70,7 +84,8 @@ class DatabasePoolSerializer(serializers.Serializer):
     in_rotation = serializers.BooleanField(allow_null=True)
     processes = serializers.IntegerField()
     window_seconds = serializers.FloatField()
-    config = DatabasePoolConfigSerializer()
+    config = serializers.DictField(help_text="PostgreSQL pools: the guide's settings (see DatabasePoolConfig); "
+                                             "persistent connections: conn_max_age.")
 
 
 class RedisPoolSerializer(serializers.Serializer):
@@ -79,12 +94,18 @@ class RedisPoolSerializer(serializers.Serializer):
     in_use_connections = serializers.IntegerField()
     available_connections = serializers.IntegerField()
     created_connections = serializers.IntegerField()
-    max_connections = serializers.IntegerField()
+    closed_connections = serializers.IntegerField()
+    max_connections = serializers.IntegerField(help_text="Sum over processes.")
     peak_in_use = serializers.IntegerField()
+    process_peak = serializers.IntegerField(help_text="Largest peak of any one process.")
+    waiting = serializers.IntegerField()
     checkouts = serializers.IntegerField()
     connection_errors = serializers.IntegerField()
+    socket_timeouts = serializers.IntegerField()
     timeouts = serializers.IntegerField()
     wait_time = DurationSummarySerializer()
+    processes = serializers.IntegerField()
+    window_seconds = serializers.FloatField()
     config = serializers.DictField()
 
 
@@ -103,11 +124,12 @@ class ProcessSerializer(serializers.Serializer):
     host = serializers.CharField()
     pid = serializers.IntegerField()
     age_seconds = serializers.FloatField()
+    epoch = serializers.IntegerField(help_text="The reset epoch the process has honoured.")
 
 
 class ProcessesSerializer(serializers.Serializer):
     count = serializers.IntegerField()
-    list = ProcessSerializer(many=True)
+    list = ProcessSerializer(many=True, help_text="At most 64 (all of them with `per_process=1`).")
 
 
 class StatsSerializer(serializers.Serializer):
@@ -123,41 +145,71 @@ class StatsSerializer(serializers.Serializer):
 
 class PoolCheckSerializer(serializers.Serializer):
     kind = serializers.CharField()
+    alias = serializers.CharField(allow_null=True, required=False, help_text="Database pools.")
     healthy = serializers.BooleanField()
     latency_ms = serializers.FloatField(allow_null=True)
+    connect_ms = serializers.FloatField(allow_null=True, required=False, help_text="Database pools.")
     error = serializers.CharField(allow_null=True)
+    role = serializers.CharField(required=False, help_text="Database pools.")
     replica_lag_seconds = serializers.FloatField(allow_null=True, required=False)
     in_rotation = serializers.BooleanField(allow_null=True, required=False)
 
 
+class BudgetSerializer(serializers.Serializer):
+    server = serializers.CharField(help_text="`host:port`")
+    pool = serializers.CharField()
+    aliases = serializers.ListField(child=serializers.CharField())
+    processes = serializers.IntegerField()
+    pairs = serializers.IntegerField(help_text="(process, alias) pairs connecting to the server.")
+    configured_total = serializers.IntegerField(help_text="What they may open: sum of pool_size + max_overflow.")
+    pool_size = serializers.IntegerField()
+    max_overflow = serializers.IntegerField()
+    max_connections = serializers.IntegerField(allow_null=True)
+    reserved = serializers.IntegerField(allow_null=True)
+    available = serializers.IntegerField(allow_null=True)
+    ok = serializers.BooleanField(allow_null=True)
+
+
 class ServerBudgetSerializer(serializers.Serializer):
+    server = serializers.CharField(allow_null=True)
     max_connections = serializers.IntegerField(allow_null=True)
     reserved = serializers.IntegerField(allow_null=True)
     available = serializers.IntegerField(allow_null=True)
     configured_total = serializers.IntegerField()
     processes = serializers.IntegerField()
     ok = serializers.BooleanField(allow_null=True)
-    servers = serializers.ListField(child=serializers.DictField())
+    servers = BudgetSerializer(many=True)
 
 
 class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
     checked_at = serializers.FloatField()
+    age_seconds = serializers.FloatField(help_text="How old the result is (0 with `live=1`).")
     pools = serializers.DictField(child=PoolCheckSerializer())
     server_budget = ServerBudgetSerializer()
 
 
-class SizingChangeSerializer(serializers.Serializer):
+class SuggestedChangeSerializer(serializers.Serializer):
     pool = serializers.CharField()
     alias = serializers.CharField()
     setting = serializers.CharField()
     old = serializers.IntegerField()
     new = serializers.IntegerField()
+    reasons = serializers.ListField(child=serializers.CharField())
+
+
+class PerformedChangeSerializer(serializers.Serializer):
+    pool = serializers.CharField()
+    alias = serializers.CharField()
+    setting = serializers.CharField()
+    old = serializers.IntegerField()
+    new = serializers.IntegerField()
+    reason = serializers.CharField()
 
 
 class OptimizeSerializer(serializers.Serializer):
-    performed = SizingChangeSerializer(many=True)
-    suggested = SizingChangeSerializer(many=True)
+    performed = PerformedChangeSerializer(many=True)
+    suggested = SuggestedChangeSerializer(many=True)
     recommendations = RecommendationSerializer(many=True)
     source = serializers.CharField()
 

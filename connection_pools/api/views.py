@@ -60,11 +60,20 @@ class StatsView(AdminAPIView):
 
 
 class HealthView(AdminAPIView):
-    """Every pool checked with its latency; 503 when unhealthy (for load balancers)."""
+    """Every pool's health with its latency (the health job's last result, ``?live=1``: checked now);
+    503 when unhealthy (for load balancers)."""
 
-    @extend_schema(summary="Pool health", responses={200: s.HealthSerializer, 503: s.HealthSerializer, **ERRORS})
+    @extend_schema(
+        summary="Pool health",
+        parameters=[OpenApiParameter("live", OpenApiTypes.BOOL, description="Check every pool now instead of "
+                                     "answering the health job's last result.")],
+        responses={200: s.HealthSerializer, 503: s.HealthSerializer, 400: s.ErrorSerializer, **ERRORS},
+    )
     def get(self, request: Request) -> Response:
-        result = connection_pool_service.health()
+        params = s.HealthQuerySerializer(data=request.query_params)
+        if not params.is_valid():
+            return bad_request(params.errors)
+        result = connection_pool_service.health(live=params.validated_data["live"])
         code = status.HTTP_503_SERVICE_UNAVAILABLE if result["status"] == "unhealthy" else status.HTTP_200_OK
         return Response(result, status=code)
 

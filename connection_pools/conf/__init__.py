@@ -79,8 +79,19 @@ DEFAULTS: dict[str, Any] = {
     # History kept in Redis for the dashboard charts.
     "HISTORY_INTERVAL": 5.0,
     "HISTORY_SECONDS": 3600.0,
-    # Health checks.
+    # Health checks: each one's timeout, and how often the job checks (one process per interval).
     "HEALTH_CHECK_TIMEOUT": 2.0,
+    "HEALTH_INTERVAL": 10.0,
+    # The cluster store: its own small Redis client for the shared statistics (URL None: the
+    # main Redis pool's server), short timeouts, and how long to leave Redis alone after a failure.
+    "STORE": {"URL": None, "SOCKET_TIMEOUT": 0.5, "MAX_CONNECTIONS": 4, "RETRY_AFTER": 2.0},
+    # Pool sources: each kind's discover() (a dotted path or a callable). A new kind of pool
+    # is one module in connection_pools/sources/ and one line here.
+    "SOURCES": (
+        "connection_pools.sources.postgres.discover",
+        "connection_pools.sources.persistent.discover",
+        "connection_pools.sources.redis.discover",
+    ),
     # Read replicas.
     "REPLICAS": {
         "BALANCING": "round_robin",  # or "least_busy"
@@ -89,7 +100,8 @@ DEFAULTS: dict[str, Any] = {
         "COOLDOWN_SECONDS": 10.0,  # a failed replica stays out of rotation this long
         "PIN_SECONDS": 5.0,  # read-your-writes: a client reads from the primary this long after a write
         "PIN_COOKIE": "cp_pin",
-        "ALIASES": None,  # replica aliases; None: every alias whose TEST MIRROR is "default"
+        # The replica aliases of DATABASES (env: one per DATABASE_REPLICA_URLS entry); None: none.
+        "ALIASES": None,
     },
     # Dynamic sizing (opt-in).
     "TUNER": {

@@ -80,6 +80,11 @@ def replica_aliases() -> list[str]:
     return [alias for alias in configured if isinstance(alias, str)]
 
 
+def spec_of(alias: str, settings_dict: Mapping[str, Any]) -> AliasSpec:
+    """The spec of an alias from its settings dict (an alias built by hand, outside ``DATABASES``)."""
+    return _spec(alias, settings_dict, set(replica_aliases()))
+
+
 def _spec(alias: str, settings_dict: Mapping[str, Any], replicas: set[str]) -> AliasSpec:
     from django.core.exceptions import ImproperlyConfigured
 

@@ -179,10 +179,10 @@ def databases(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
 
     result = {"default": alias_config("DATABASE_URL", environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))}
     replica_urls = env_list(environ, "DATABASE_REPLICA_URLS", DEFAULT_REPLICA_URLS)
-    for index, url in enumerate(replica_urls, start=1):
+    for alias, url in zip(replica_aliases(environ), replica_urls, strict=True):
         replica = alias_config("DATABASE_REPLICA_URLS", url)
         replica["TEST"] = {"MIRROR": "default"}
-        result[f"replica{index}"] = replica
+        result[alias] = replica
     return result
 
 
@@ -208,12 +208,19 @@ def redis_pools(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
     return {"main": main, "cache": cache}
 
 
+def replica_aliases(environ: Environ) -> list[str]:
+    """``replica1``, ``replica2``, ...: one alias per ``DATABASE_REPLICA_URLS`` entry."""
+    urls = env_list(environ, "DATABASE_REPLICA_URLS", DEFAULT_REPLICA_URLS)
+    return [f"replica{index}" for index in range(1, len(urls) + 1)]
+
+
 def replica_settings(environ: Environ) -> dict[str, Any]:
     """Read-replica routing settings from ``DATABASE_REPLICA_*`` (see docs/read-replicas.md)."""
     balancing = environ.get("DATABASE_REPLICA_BALANCING", "").strip().lower() or "round_robin"
     if balancing not in ("round_robin", "least_busy"):
         raise _bad("DATABASE_REPLICA_BALANCING", balancing, "round_robin or least_busy")
     return {
+        "ALIASES": replica_aliases(environ),
         "BALANCING": balancing,
         "MAX_LAG_SECONDS": env_float(environ, "DATABASE_REPLICA_MAX_LAG", 30.0),
         "LAG_SAMPLE_INTERVAL": env_float(environ, "DATABASE_REPLICA_LAG_INTERVAL", 2.0, strict=True),
@@ -246,6 +253,7 @@ def connection_pools(environ: Environ | None = None) -> dict[str, Any]:
         "PUBLISH_INTERVAL": env_float(environ, "CONNECTION_POOLS_PUBLISH_INTERVAL", 5.0, minimum=0.1),
         "SNAPSHOT_TTL": env_float(environ, "CONNECTION_POOLS_SNAPSHOT_TTL", 30.0, minimum=1.0),
         "HEALTH_CHECK_TIMEOUT": env_float(environ, "CONNECTION_POOLS_HEALTH_CHECK_TIMEOUT", 2.0, strict=True),
+        "HEALTH_INTERVAL": env_float(environ, "CONNECTION_POOLS_HEALTH_INTERVAL", 10.0, minimum=1.0),
     }
 
 
@@ -265,7 +273,7 @@ def secret_key(environ: Environ | None = None, *, debug: bool) -> str:
 def caches(redis: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """``CACHES``: Django's cache framework on the Redis *cache* pool (django-redis).
 
-    The pool is our instrumented redis-py pool (``connection_pools.pools.redis``), so
+    The pool is our instrumented redis-py pool (``connection_pools.backends.redis.pools``), so
     every setting reaches it and its statistics are recorded as ``redis_cache``.
     """
     cache = redis["cache"]
@@ -282,11 +290,11 @@ def caches(redis: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     pool_class = "InstrumentedBlockingConnectionPool" if blocking else "InstrumentedConnectionPool"
     return {
         "default": {
-            "BACKEND": "connection_pools.cache.RedisCache",
+            "BACKEND": "connection_pools.backends.redis.cache.RedisCache",
             "LOCATION": cache["url"],
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "CONNECTION_POOL_CLASS": f"connection_pools.pools.redis.{pool_class}",
+                "CONNECTION_POOL_CLASS": f"connection_pools.backends.redis.pools.{pool_class}",
                 "CONNECTION_POOL_KWARGS": pool_kwargs,
                 "SOCKET_CONNECT_TIMEOUT": cache["socket_connect_timeout"],
                 "SOCKET_TIMEOUT": cache["socket_timeout"],

@@ -214,8 +214,17 @@ class Gauges:
             mean_age_seconds=max(self.mean_age_seconds, other.mean_age_seconds),
         )
 
+    #: Values that are None when unknown: 0 and False are information for these.
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("replica_lag_seconds", "lag_bytes", "in_rotation")
+
     def to_wire(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, 0, 0.0)}
+        wire = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or (f.name not in Gauges.OPTIONAL and value == 0):
+                continue  # compact: absent means 0 (or unknown, for the optional ones)
+            wire[f.name] = value
+        return wire
 
     @classmethod
     def from_wire(cls, data: Any) -> Gauges:

@@ -13,10 +13,11 @@ import os
 import time
 from typing import Any
 
-from .. import background, conf, stats
+from .. import conf
 from ..backends.postgresql import fork
-from ..backends.postgresql.base import DatabaseWrapper, config_for, gauges_for
+from ..backends.postgresql.base import DatabaseWrapper, live_pool
 from ..backends.postgresql.pool import DatabaseUnavailable, InstrumentedPool
+from ..conf.aliases import pool_name_for_alias
 from ..conf.pool_options import PoolConfig, is_pooled, resolve, role_for, target_of
 
 __all__ = [
@@ -25,9 +26,8 @@ __all__ = [
     "PoolConfig",
     "after_fork",
     "close_pools",
-    "config_for",
-    "gauges_for",
     "get_pool",
+    "live_pool",
     "ping",
     "pooled_aliases",
     "resize_pool",
@@ -103,8 +103,8 @@ def resize_pool(alias: str, *, pool_size: int, max_overflow: int, reason: str = 
     pool.resize(pool_size, pool_size + max_overflow)
     new = {"pool_size": pool_size, "max_overflow": max_overflow}
     logger.info("pool %s resized from %s to %s (%s)", pool.name, old, new, reason)
-    pool_resized.send(sender=InstrumentedPool, pool=stats.pool_name_for_alias(alias), old=old, new=new, reason=reason)
-    return {"pool": stats.pool_name_for_alias(alias), "old": old, "new": new}
+    pool_resized.send(sender=InstrumentedPool, pool=pool_name_for_alias(alias), old=old, new=new, reason=reason)
+    return {"pool": pool_name_for_alias(alias), "old": old, "new": new}
 
 
 def warm_pools(aliases: list[str] | None = None, *, timeout: float | None = None) -> list[dict[str, Any]]:
@@ -118,7 +118,7 @@ def warm_pools(aliases: list[str] | None = None, *, timeout: float | None = None
     reports = []
     for alias in aliases if aliases is not None else pooled_aliases():
         started = time.monotonic()
-        report: dict[str, Any] = {"alias": alias, "pool": stats.pool_name_for_alias(alias), "ready": False,
+        report: dict[str, Any] = {"alias": alias, "pool": pool_name_for_alias(alias), "ready": False,
                                   "open": 0, "wanted": 0, "seconds": 0.0, "error": None}
         try:
             pool = get_pool(alias)
@@ -167,7 +167,11 @@ def close_pools(timeout: float = 1.0) -> None:
             pool.close(timeout=timeout)
 
 
-@background.every(lambda: min(max(conf.get("LONG_HOLD_SECONDS") / 2, 0.5), 5.0), "postgres_long_holds")
+def long_hold_interval() -> float:
+    """How often leaks are looked for: about half ``LONG_HOLD_SECONDS``."""
+    return float(min(max(conf.get("LONG_HOLD_SECONDS") / 2, 0.5), 5.0))
+
+
 def report_long_holds() -> int:
     """Background job: warn about connections held past the threshold and not yet returned."""
     pid = os.getpid()

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from django.db import connections
 
-from connection_pools import stats
 from connection_pools.backends.postgresql.base import DatabaseWrapper
 
 _counter = itertools.count(1)
@@ -76,12 +75,26 @@ def make_wrapper(pool: dict[str, Any] | None = None, *, alias: str | None = None
 
 
 def dispose(wrapper: DatabaseWrapper) -> None:
-    """Close the wrapper's connection and pool, and forget its stats."""
+    """Close the wrapper's connection and pool (its counters go with it)."""
     try:
         wrapper.close()
     finally:
         wrapper.close_pool()
-        stats.registry.remove(stats.pool_name_for_alias(wrapper.alias))
+
+
+def snapshot_of(wrapper: DatabaseWrapper) -> Any:
+    """The typed snapshot of a hand-built wrapper's pool, as its source reads it."""
+    from connection_pools.conf.aliases import spec_of
+    from connection_pools.sources.postgres import PostgresSource
+
+    return PostgresSource(spec_of(wrapper.alias, wrapper.settings_dict)).snapshot()
+
+
+def counters_of(pool: Any) -> dict[str, int]:
+    """A pool's own counters as a dict (``checkouts``, ``connections_created``, ...)."""
+    from dataclasses import asdict
+
+    return asdict(pool.counters.read().counters)
 
 
 def backend_pid(conn: psycopg.Connection) -> int:
@@ -117,18 +130,19 @@ def pooled():
 def quiet_background():
     """Stop this process's background thread around a test that asserts exact counters.
 
-    Its publisher resets the stats registry when it adopts a reset epoch, which would
-    zero our counters mid-test; it starts again on the next request after the test.
+    Its publisher resets the sources when it adopts a reset epoch, which would zero our
+    counters mid-test; it starts again on the next request after the test.
     """
     from django.core.signals import request_started
 
-    from connection_pools import background, signals
+    from connection_pools import lifecycle
+    from connection_pools.core import jobs
 
     uid = "connection_pools.start_background"
-    background.stop()
+    jobs.stop()
     request_started.disconnect(dispatch_uid=uid)  # our test requests must not restart it
     try:
         yield
     finally:
-        request_started.connect(signals._start_background, dispatch_uid=uid)
-        background.stop()
+        request_started.connect(lifecycle.start_jobs, dispatch_uid=uid)
+        jobs.stop()

@@ -76,6 +76,7 @@ class GunicornServer:
         isolated = {
             "CONNECTION_POOLS_KEY_PREFIX": f"test-gunicorn-{self.port}-{uuid.uuid4().hex[:6]}",
             "CONNECTION_POOLS_PUBLISH_INTERVAL": "1",
+            "CONNECTION_POOLS_HEALTH_INTERVAL": "1",
         }
         self.env = {**os.environ, **database_urls_for_tests(), **isolated, **(env or {})}
         self.timeout = timeout

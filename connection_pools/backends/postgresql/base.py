@@ -23,17 +23,17 @@ from django.db.backends.postgresql.base import DatabaseWrapper as DjangoDatabase
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
-from ... import conf, stats
+from ... import conf
 from ...conf import pool_options as options
-from ...pools import persistent
 from ...pools.requestctx import current_request
+from .. import persistent
 from . import fork
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper, metrics_for
 from .pool import DatabaseUnavailable, InstrumentedPool, Process
 
 
 def _pooled(settings_dict: dict[str, Any]) -> bool:
-    """:func:`~connection_pools.conf.pool_options.is_pooled` for a settings dict Django has completed (``OPTIONS`` is there)."""
+    """:func:`~connection_pools.conf.pool_options.is_pooled` for a settings dict Django has completed."""
     pool = settings_dict["OPTIONS"].get("pool")
     return pool is not None and pool is not False and pool != 0
 
@@ -87,16 +87,10 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         """Build (not open) this alias's pool from its settings."""
         settings_dict = self.settings_dict
         config = options.resolve(self.alias, settings_dict, conf.get("DATABASE_POOL"))
-        pool_stats = stats.registry.get_or_create(
-            stats.pool_name_for_alias(self.alias), "postgresql", alias=self.alias, role=options.role_for(settings_dict),
-        )
         connect_kwargs = DjangoDatabaseWrapper.get_connection_params(self)
         connect_kwargs["autocommit"] = True  # Django sets the real mode on checkout
-        pool = InstrumentedPool(alias=self.alias, config=config, pool_stats=pool_stats, kwargs=connect_kwargs,
+        pool = InstrumentedPool(alias=self.alias, config=config, kwargs=connect_kwargs,
                                 configure=self._configure_connection)
-        alias = self.alias
-        pool_stats.gauge_source = lambda: gauges_for(alias)
-        pool_stats.config_source = lambda: config_for(alias)
         pool.target = options.target_of(settings_dict)
         pool.settings_ref = settings_dict
         pool.name_ref = settings_dict["NAME"]
@@ -159,22 +153,10 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         return super()._close()  # type: ignore[no-any-return]
 
 
-def gauges_for(alias: str) -> dict[str, int]:
-    """The live gauges of ``alias``'s pool in this process (zeros when it has none here)."""
+def live_pool(alias: str) -> InstrumentedPool | None:
+    """``alias``'s pool in this process, if it has been built here (never builds one)."""
     pool = DatabaseWrapper._connection_pools.get(alias)
-    if pool is None or pool.pid != os.getpid():
-        return dict.fromkeys((stats.ACTIVE, stats.AVAILABLE, stats.SIZE, stats.WAITING, stats.OVERFLOW_IN_USE), 0)
-    return pool.gauges()
-
-
-def config_for(alias: str) -> dict[str, Any]:
-    """The live pool's settings in the guide's vocabulary (sizes as resized), or {} without one."""
-    pool = DatabaseWrapper._connection_pools.get(alias)
-    if pool is None:
-        return {}
-    settings: dict[str, Any] = dict(pool.config.guide_settings())
-    settings.update(pool_size=pool.min_size, max_overflow=pool.max_size - pool.min_size)
-    return settings
+    return pool if pool is not None and pool.pid == os.getpid() else None
 
 
 def _note_unavailable(alias: str, exc: Exception) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from ... import stats
+from ...core.counters import PoolCounters
 from .pool import InstrumentedPool
 
 logger = logging.getLogger("connection_pools.postgres")
@@ -33,7 +33,7 @@ def detach_connection(conn: Any) -> None:
 
 def make_inert(pool: InstrumentedPool) -> None:
     """Detach every connection of an inherited pool and mark it closed (any later use fails fast)."""
-    pool.stats = stats.PoolStats(pool.stats.name, "postgresql")  # counts no longer reach this process's registry
+    pool.counters = PoolCounters()  # the parent's counts are not this process's
     for conn in pool.idle_connections() + pool.leases.connections():
         detach_connection(conn)
     pool.leases.clear()
@@ -41,12 +41,8 @@ def make_inert(pool: InstrumentedPool) -> None:
 
 
 def forget_inherited(alias: str, pool: InstrumentedPool, pools: dict[str, InstrumentedPool]) -> None:
-    """Make an inherited pool inert, drop it from ``pools``, and zero its statistics in this process."""
+    """Make an inherited pool inert and drop it from ``pools`` (its successor counts from zero)."""
     make_inert(pool)
     if pools.get(alias) is pool:
         del pools[alias]
-    pool_stats = stats.registry.get(stats.pool_name_for_alias(alias))
-    if pool_stats is not None:
-        pool_stats.set_active(0)
-        pool_stats.reset()
     logger.info("pool %s: inherited from pid %s, replaced in pid %s", pool.name, pool.pid, os.getpid())

@@ -15,7 +15,8 @@ and psycopg's counters stay exact on our paths. On top of that, deliberately:
   checkout raises :class:`DatabaseUnavailable` (a ``PoolTimeout``) after one attempt
   instead of waiting the whole ``timeout`` behind the background back-off;
 * **shrinking resize**: surplus connections are closed at once (idle) or on return;
-* our statistics (:class:`connection_pools.stats.PoolStats`) and long-hold detection.
+* its own counters (:class:`~connection_pools.core.counters.PoolCounters`, read by the
+  source :mod:`connection_pools.sources.postgres`) and long-hold detection.
 
 Every psycopg_pool private name it relies on lives in :mod:`.compat`.
 """
@@ -32,8 +33,10 @@ from psycopg import Cursor
 from psycopg.pq import ConnStatus
 from psycopg_pool import PoolTimeout
 
-from ... import stats
+from ...conf.aliases import pool_name_for_alias
 from ...conf.pool_options import PoolConfig
+from ...core.counters import PoolCounters
+from ...core.snapshots import Gauges
 from ...pools.requestctx import RequestInfo, current_request
 from . import compat
 from .leases import Leases
@@ -101,20 +104,20 @@ def ping(conn: Connection[Any]) -> None:
 class InstrumentedPool(compat.PoolHooks):
     """A psycopg ``ConnectionPool`` with the guide's settings and exact statistics (see the module docstring)."""
 
-    def __init__(self, *, alias: str, config: PoolConfig, pool_stats: stats.PoolStats, kwargs: dict[str, Any],
-                 configure: Any = None) -> None:
+    def __init__(self, *, alias: str, config: PoolConfig, kwargs: dict[str, Any], configure: Any = None) -> None:
         self.alias = alias
         self.config = config
-        self.stats = pool_stats
+        #: What this pool counted (read by its source, reset by ``reset-stats``).
+        self.counters = PoolCounters()
         self.pid = Process.pid
         self.lifo = config.lifo
         self.pre_ping = config.pre_ping
         self.pre_ping_window = config.pre_ping_window
-        self.leases = Leases(stats.pool_name_for_alias(alias))
+        self.leases = Leases(pool_name_for_alias(alias))
         #: Set when opening a server connection failed; cleared by the next success.
         self.refusing = False
         options = config.psycopg_kwargs()
-        options.setdefault("name", stats.pool_name_for_alias(alias))
+        options.setdefault("name", pool_name_for_alias(alias))
         super().__init__(kwargs=kwargs, configure=_chain(configure, config.configure), open=False, **options)
 
     # -- checkout / return (psycopg's public API, recorded) -------------------------------------
@@ -132,12 +135,12 @@ class InstrumentedPool(compat.PoolHooks):
             _mark_failure(request, self.alias, "unavailable")
             raise refused.error from refused.error.__cause__
         except PoolTimeout:
-            self.stats.incr(stats.TIMEOUTS)
+            self.counters.incr("timeouts")
             _mark_failure(request, self.alias, "timeout")
             raise
         now = monotonic()
         wait = now - started
-        self.stats.record_checkout(wait)
+        self.counters.checkout(wait)
         if request is not None:
             request.wait_seconds += wait
             request.checkouts += 1
@@ -156,11 +159,11 @@ class InstrumentedPool(compat.PoolHooks):
         if lease.request is not None:
             lease.request.hold_seconds += hold
         if long_hold:
-            self.stats.incr(stats.LONG_HOLDS)
+            self.counters.incr("long_holds")
             self.leases.log_long_hold(lease, hold)
         # Recorded before the connection goes back: another thread may take it at once,
         # and "active" must never count it twice.
-        self.stats.record_checkin(hold)
+        self.counters.checkin(hold)
         setattr(conn, ALIVE_AT, now)
         super().putconn(conn)
 
@@ -172,7 +175,7 @@ class InstrumentedPool(compat.PoolHooks):
             return self._replace(conn, deadline)
         if self._needs_ping(conn, now) and not self._passes_check(conn):
             self.count(compat.CONNECTIONS_LOST)
-            self.stats.incr(stats.PRE_PING_FAILURES)
+            self.counters.incr("pre_ping_failures")
             logger.info("pool %s: pre-ping found a dead connection; replacing it", self.name)
             return self._replace(conn, deadline)
         return conn
@@ -192,7 +195,7 @@ class InstrumentedPool(compat.PoolHooks):
             raise self._refused(exc) from exc
 
     def connected(self, conn: Connection[Any]) -> None:
-        self.stats.incr(stats.CONNECTIONS_CREATED)
+        self.counters.incr("connections_created")
         setattr(conn, ALIVE_AT, monotonic())
         if self.refusing:
             self.refusing = False
@@ -202,7 +205,7 @@ class InstrumentedPool(compat.PoolHooks):
             threading.Thread(target=self._check_after_outage, name=f"{self.name}-recheck", daemon=True).start()
 
     def connect_failed(self, error: Exception) -> None:
-        self.stats.incr(stats.CONNECTION_ERRORS)
+        self.counters.incr("connection_errors")
         self.refusing = True
         # Clients queued with nothing idle or out would wait out the whole timeout while
         # the server refuses connections: tell them now.
@@ -212,9 +215,9 @@ class InstrumentedPool(compat.PoolHooks):
         if getattr(conn, COUNTED_CLOSED, False):
             return
         setattr(conn, COUNTED_CLOSED, True)
-        self.stats.incr(stats.CONNECTIONS_CLOSED)
+        self.counters.incr("connections_closed")
         if not self.closed and not conn.closed and compat.expired(conn, monotonic()):
-            self.stats.incr(stats.RECYCLED)
+            self.counters.incr("recycled")
 
     # -- the pre-ping and its replacement --------------------------------------------------------
     def _needs_ping(self, conn: Connection[Any], now: float) -> bool:
@@ -293,18 +296,11 @@ class InstrumentedPool(compat.PoolHooks):
             self.check()
 
     # -- reading -----------------------------------------------------------------------------------
-    def gauges(self) -> dict[str, int]:
+    def gauges(self) -> Gauges:
         """Live gauges (psycopg's ``get_stats()`` omits zero keys; these never do)."""
         size = self.slots_taken()
-        return {
-            stats.ACTIVE: len(self.leases),
-            stats.AVAILABLE: self.idle_count(),
-            stats.SIZE: size,
-            stats.WAITING: self.waiting_count(),
-            stats.OVERFLOW_IN_USE: max(0, size - self.min_size),
-            stats.MIN_SIZE: self.min_size,
-            stats.MAX_SIZE: self.max_size,
-        }
+        return Gauges(active=len(self.leases), available=self.idle_count(), size=size, waiting=self.waiting_count(),
+                      min_size=self.min_size, max_size=self.max_size, overflow_in_use=max(0, size - self.min_size))
 
     def open_count(self) -> int:
         """Connections open right now (idle or out)."""
@@ -325,7 +321,7 @@ class InstrumentedPool(compat.PoolHooks):
         """Warn about connections still out longer than the threshold (leaks); return how many."""
         found = self.leases.report_long_holds()
         for lease, hold in found:
-            self.stats.incr(stats.LONG_HOLDS)
+            self.counters.incr("long_holds")
             self.leases.log_long_hold(lease, hold)
         return len(found)
 

@@ -2,8 +2,9 @@
 
 Two pool classes, :class:`InstrumentedConnectionPool` (fails at once when full) and
 :class:`InstrumentedBlockingConnectionPool` (a burst beyond ``max_connections``
-queues up to ``blocking_timeout`` seconds), record into the process-wide stats
-registry as ``redis_<name>`` (kind ``"redis"``):
+queues up to ``blocking_timeout`` seconds), count into their own
+:class:`~connection_pools.core.counters.PoolCounters` (read by the source
+:mod:`connection_pools.sources.redis` as ``redis_<name>``):
 
 * checkouts (one per command or pipeline), wait (blocking pool: seconds queued for
   a free slot) and hold times, ``timeouts`` (a checkout that got no connection);
@@ -16,7 +17,7 @@ registry as ``redis_<name>`` (kind ``"redis"``):
   ``get_connection_count()``: in use, available, size, ``max_connections``, waiting.
 
 django-redis builds the ``cache`` pool from ``CACHES["default"]`` (see
-``connection_pools.env.caches``); :func:`get_redis` gives clients on the shared
+``connection_pools.conf.env.caches``); :func:`get_redis` gives clients on the shared
 per-process pools. Pools are fork-safe: redis-py resets a pool whose pid changed,
 and our :meth:`~_InstrumentedPoolMixin.reset` then zeroes the statistics the child
 inherited.
@@ -36,35 +37,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
 from redis.connection import BlockingConnectionPool, Connection, ConnectionPool, SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
-from .. import conf
-from ..stats import (
-    ACTIVE,
-    AVAILABLE,
-    CONNECTION_ERRORS,
-    CONNECTIONS_CLOSED,
-    CONNECTIONS_CREATED,
-    MAX_SIZE,
-    SIZE,
-    TIMEOUTS,
-    WAIT_SECONDS,
-    WAITING,
-    PoolStats,
-    pool_name_for_redis,
-    registry,
-)
+from ...conf import get as conf_get
+from ...conf.aliases import pool_name_for_redis
+from ...core.counters import PoolCounters
+from ...core.snapshots import CounterName, Gauges, Scalar
 
 logger = logging.getLogger(__name__)
 
-KIND = "redis"
-#: Counter: a command sent on a live connection got no answer within ``socket_timeout``.
-SOCKET_TIMEOUTS = "socket_timeouts"
 POOL_NAMES: tuple[str, ...] = ("main", "cache")
 
 #: The installed redis-py, as a comparable tuple.
@@ -82,27 +66,23 @@ class _StatsConnectionMixin:
     """Counts real connects, disconnects and socket errors of one connection into its pool's stats."""
 
     _cp_pool: _InstrumentedPoolMixin | None = None  # set by the pool in make_connection
-    #: (socket_timeout, socket_connect_timeout, retry) saved while a fail-fast checkout holds it.
-    _cp_saved: tuple[Any, Any, Any] | None = None
     #: True between a counted connect and its counted disconnect.
     _cp_open: bool = False
-
-    def connect(self, *args: Any, **kwargs: Any) -> Any:
-        # Every checkout calls connect() before any I/O: the place to make a fail-fast
-        # checkout's connect, handshake and commands use the short timeout, without retry.
-        pool = self._cp_pool
-        fast = pool._cp_fail_fast_timeout() if pool is not None else None
-        if fast is not None:
-            _apply_fail_fast(self, fast)
-        return super().connect(*args, **kwargs)  # type: ignore[misc]
+    #: True while the connection is being established (connect and handshake).
+    _cp_connecting: bool = False
 
     def connect_check_health(self, *args: Any, **kwargs: Any) -> Any:
         was_connected = self.is_connected  # type: ignore[attr-defined]
+        self._cp_connecting = True
         try:
             result = super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
         except RedisError as exc:
-            self._cp_failed(exc, CONNECTION_ERRORS)
+            # Whatever failed while connecting (the TCP connect, or no answer to the handshake)
+            # is a failed connection, not a command's socket timeout.
+            self._cp_failed(exc, "connection_errors")
             raise
+        finally:
+            self._cp_connecting = False
         pool = self._cp_pool
         if pool is not None and not was_connected and self.is_connected:  # type: ignore[attr-defined]
             self._cp_open = True
@@ -123,10 +103,11 @@ class _StatsConnectionMixin:
         try:
             yield
         except RedisTimeoutError as exc:
-            self._cp_failed(exc, SOCKET_TIMEOUTS)
+            if not self._cp_connecting:  # a handshake's timeout is the connect's failure
+                self._cp_failed(exc, "socket_timeouts")
             raise
         except RedisConnectionError as exc:
-            self._cp_failed(exc, CONNECTION_ERRORS)
+            self._cp_failed(exc, "connection_errors")
             raise
 
     def disconnect(self, *args: Any, **kwargs: Any) -> Any:
@@ -136,10 +117,10 @@ class _StatsConnectionMixin:
         # handshake failed (a hung Redis) was never "created" for the statistics.
         if pool is not None and self._cp_open and not self.is_connected:  # type: ignore[attr-defined]
             self._cp_open = False
-            pool.stats.incr(CONNECTIONS_CLOSED)
+            pool.counters.incr("connections_closed")
         return result
 
-    def _cp_failed(self, exc: BaseException, key: str) -> None:
+    def _cp_failed(self, exc: BaseException, key: CounterName) -> None:
         # A connect error surfaces through send_packed_command too: count it once.
         if getattr(exc, "_cp_counted", False) or self._cp_pool is None:
             return
@@ -155,47 +136,12 @@ def instrumented_connection_class(base: type) -> type:
     return type(f"Instrumented{base.__name__}", (_StatsConnectionMixin, base), {"__module__": __name__})
 
 
-def _set_live_timeout(connection: Any, timeout: float | None) -> None:
-    """The read timeout of a connected socket, and the one its parser restores after a poll."""
-    if not connection.is_connected:
-        return  # the next connect uses connection.socket_timeout
-    # Public in redis-py >= 6 (maintenance notifications): the socket and RESP3/hiredis parsers.
-    update = getattr(connection, "update_current_socket_timeout", None)
-    if update is not None:
-        update(timeout)
-    # The pure-Python parsers' buffer restores the socket to its own copy of the timeout after
-    # the pool's non-blocking can_read() poll (redis/_parsers/socket.py); keep that copy in step.
-    buffer = getattr(getattr(connection, "_parser", None), "_buffer", None)
-    if buffer is not None and hasattr(buffer, "socket_timeout"):
-        buffer.socket_timeout = timeout
-
-
-def _apply_fail_fast(connection: Any, timeout: float) -> None:
-    """Give ``connection`` a short timeout and no retry until the pool takes it back."""
-    if getattr(connection, "_cp_saved", None) is None:
-        connection._cp_saved = (connection.socket_timeout, connection.socket_connect_timeout, connection.retry)
-    connection.socket_timeout = timeout
-    connection.socket_connect_timeout = timeout
-    connection.retry = Retry(NoBackoff(), 0)
-    _set_live_timeout(connection, timeout)
-
-
-def _restore_settings(connection: Any) -> None:
-    """Undo :func:`_apply_fail_fast`: the connection goes back to the pool with the pool's settings."""
-    saved = getattr(connection, "_cp_saved", None)
-    if saved is None:
-        return
-    connection._cp_saved = None
-    connection.socket_timeout, connection.socket_connect_timeout, connection.retry = saved
-    _set_live_timeout(connection, saved[0])
-
-
 # --- pools ------------------------------------------------------------------------
 class _InstrumentedPoolMixin:
     """What both instrumented pool classes share: checkout/checkin bookkeeping and stats."""
 
     pool_name: str
-    stats: PoolStats
+    counters: PoolCounters
     base_connection_class: type
     max_connections: int
     pid: int
@@ -204,7 +150,8 @@ class _InstrumentedPoolMixin:
 
     def _cp_setup(self, pool_name: str, connection_class: type) -> type:
         self.pool_name = pool_name
-        self.stats = registry.get_or_create(pool_name_for_redis(pool_name), KIND, alias=pool_name)
+        #: What this pool counted (read by its source, reset by ``reset-stats``).
+        self.counters = PoolCounters()
         self.base_connection_class = connection_class
         self._cp_lock = threading.Lock()
         self._cp_leases: dict[int, float] = {}  # id(connection) -> checkout time
@@ -212,36 +159,7 @@ class _InstrumentedPoolMixin:
         self._cp_waiting = 0
         self._cp_objects = 0
         self._cp_down_since: float | None = None
-        self.stats.incr(SOCKET_TIMEOUTS, 0)  # present in every snapshot, even at 0
         return instrumented_connection_class(connection_class)
-
-    def register_stats(self) -> None:
-        """Make this pool the one whose gauges and settings the ``redis_<name>`` stats show.
-
-        Done at construction: the newest pool of a name is the live one.
-        """
-        self.stats.gauge_source = self.gauges
-        self.stats.config_source = self.config
-
-    @contextmanager
-    def fail_fast(self, timeout: float) -> Iterator[None]:
-        """Within the block, this thread's checkouts fail fast (internal uses such as the
-        stats publisher): wait at most ``timeout`` seconds for a free slot of the blocking
-        pool, and connect, handshake and answer within ``timeout`` seconds with no retry.
-
-        Checkouts are counted as usual; each connection gets the pool's own settings back
-        when it is returned, so the app's later checkouts are unaffected.
-        """
-        local = self._cp_local
-        previous = getattr(local, "fail_fast", None)
-        local.fail_fast = float(timeout)
-        try:
-            yield
-        finally:
-            local.fail_fast = previous
-
-    def _cp_fail_fast_timeout(self) -> float | None:
-        return getattr(self._cp_local, "fail_fast", None)
 
     # -- redis-py hooks ----------------------------------------------------------------
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
@@ -252,22 +170,21 @@ class _InstrumentedPoolMixin:
             connection = super().get_connection(*args, **kwargs)  # type: ignore[misc]
         except MaxConnectionsError:
             # The non-blocking pool is full: the checkout fails without waiting.
-            self.stats.incr(TIMEOUTS)
+            self.counters.incr("timeouts")
             raise
         if not getattr(local, "warming", False):
             with self._cp_lock:
                 self._cp_leases[id(connection)] = time.monotonic()
-            self.stats.record_checkout(local.wait or 0.0)
+            self.counters.checkout(local.wait or 0.0)
         return connection
 
     def release(self, connection: Any) -> None:
         """Return a connection (redis-py's behaviour) and record how long it was held."""
         with self._cp_lock:
             started = self._cp_leases.pop(id(connection), None)
-        _restore_settings(connection)
         super().release(connection)  # type: ignore[misc]
         if started is not None:
-            self.stats.record_checkin(time.monotonic() - started)
+            self.counters.checkin(time.monotonic() - started)
 
     def make_connection(self) -> Any:
         """Create a connection object (redis-py's behaviour) wired to this pool's stats."""
@@ -276,6 +193,10 @@ class _InstrumentedPoolMixin:
         if isinstance(connection, _StatsConnectionMixin):
             connection._cp_pool = self
         return connection
+
+    def reset_counters(self) -> None:
+        """Zero this pool's counters (``reset-stats``); the live connections are untouched."""
+        self.counters.reset()
 
     def reset(self) -> None:
         """redis-py's reset; after a fork also start this process's statistics from zero."""
@@ -290,11 +211,11 @@ class _InstrumentedPoolMixin:
             self._cp_objects = 0
             self._cp_waiting = 0
         if forked:
-            self.stats.set_active(0)
-            self.stats.reset()
+            self.counters.set_active(0)
+            self.counters.reset()
         else:
             for _ in range(dropped):
-                self.stats.record_checkin(None)
+                self.counters.checkin(None)
 
     # -- our hooks -----------------------------------------------------------------
     def _cp_waiting_add(self, delta: int) -> None:
@@ -305,21 +226,21 @@ class _InstrumentedPoolMixin:
         self._cp_local.wait = seconds
 
     def _cp_timed_out(self, seconds: float) -> None:
-        self.stats.incr(TIMEOUTS)
-        self.stats.observe(WAIT_SECONDS, seconds)
+        self.counters.incr("timeouts")
+        self.counters.waited(seconds)
 
-    def _cp_failed(self, exc: BaseException, key: str) -> None:
-        self.stats.incr(key)
+    def _cp_failed(self, exc: BaseException, key: CounterName) -> None:
+        self.counters.incr(key)
         if self._cp_down_since is None:
             self._cp_down_since = time.monotonic()
             logger.warning("Redis pool %s: %s (errors are counted, not logged, until it answers again)",
-                           self.stats.name, exc)
+                           pool_name_for_redis(self.pool_name), exc)
 
     def _cp_connected(self) -> None:
-        self.stats.incr(CONNECTIONS_CREATED)
+        self.counters.incr("connections_created")
         down_since, self._cp_down_since = self._cp_down_since, None
         if down_since is not None:
-            logger.warning("Redis pool %s: server reachable again after %.1f s", self.stats.name,
+            logger.warning("Redis pool %s: server reachable again after %.1f s", pool_name_for_redis(self.pool_name),
                            time.monotonic() - down_since)
 
     # -- reading -----------------------------------------------------------------------
@@ -337,19 +258,15 @@ class _InstrumentedPoolMixin:
             in_use = len(self._cp_leases)
             return in_use, max(self._cp_objects - in_use, 0)
 
-    def gauges(self) -> dict[str, Any]:
-        """Point-in-time gauges of the live pool (the stats' ``gauge_source``)."""
+    def gauges(self) -> Gauges:
+        """Point-in-time gauges of the live pool."""
         in_use, available = self.connection_counts()
-        return {
-            ACTIVE: in_use,
-            AVAILABLE: available,
-            SIZE: in_use + available,
-            MAX_SIZE: self.max_connections,
-            WAITING: max(self._cp_waiting, 0),  # a reset() mid-wait may leave it briefly negative
-        }
+        # A reset() mid-wait may leave the waiting count briefly negative.
+        return Gauges(active=in_use, available=available, size=in_use + available, max_size=self.max_connections,
+                      waiting=max(self._cp_waiting, 0))
 
-    def config(self) -> dict[str, Any]:
-        """The effective settings of the live pool, never a password (the stats' ``config_source``)."""
+    def config(self) -> dict[str, Scalar]:
+        """The effective settings of the live pool, never a password."""
         kwargs = self.connection_kwargs
         return {
             "url": display_url(self),
@@ -373,7 +290,6 @@ class InstrumentedConnectionPool(_InstrumentedPoolMixin, ConnectionPool):
     def __init__(self, *, pool_name: str = "default", connection_class: type = Connection, **kwargs: Any) -> None:
         instrumented = self._cp_setup(pool_name, connection_class)
         super().__init__(connection_class=instrumented, **kwargs)
-        self.register_stats()
 
 
 class _TimedLifoQueue(queue.LifoQueue):
@@ -385,9 +301,6 @@ class _TimedLifoQueue(queue.LifoQueue):
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         owner = self._owner
-        fast = owner._cp_fail_fast_timeout()
-        if fast is not None and block:
-            timeout = fast if timeout is None else min(timeout, fast)
         started = time.monotonic()
         owner._cp_waiting_add(1)
         try:
@@ -410,7 +323,6 @@ class InstrumentedBlockingConnectionPool(_InstrumentedPoolMixin, BlockingConnect
         instrumented = self._cp_setup(pool_name, connection_class)
         kwargs["queue_class"] = functools.partial(_TimedLifoQueue, owner=self)
         super().__init__(connection_class=instrumented, **kwargs)
-        self.register_stats()
 
 
 InstrumentedPool = InstrumentedConnectionPool | InstrumentedBlockingConnectionPool
@@ -429,7 +341,7 @@ def display_url(pool: Any) -> str:
 # --- the shared per-process pools -----------------------------------------------------------
 def pool_settings(name: str) -> dict[str, Any]:
     """The effective settings of Redis pool ``name`` (``CONNECTION_POOLS["REDIS"][name]``)."""
-    pools = conf.get("REDIS")
+    pools = conf_get("REDIS")
     if name not in pools:
         raise ValueError(f"Unknown Redis pool {name!r}: configured pools are {', '.join(sorted(pools))}.")
     return dict(pools[name])
@@ -534,7 +446,7 @@ def register_pools() -> None:
             get_pool(name)
         except Exception:  # a bad setting is reported by whoever uses the pool
             logger.debug("Redis pool %s not created", name, exc_info=True)
-    if conf.get("WARM_ON_STARTUP"):
+    if conf_get("WARM_ON_STARTUP"):
         warm_redis()
 
 
@@ -542,7 +454,7 @@ def after_fork() -> None:
     """In a forked worker: warm the (already reset) pools when Django was set up before the fork."""
     from django.apps import apps
 
-    if apps.ready and conf.get("WARM_ON_STARTUP"):
+    if apps.ready and conf_get("WARM_ON_STARTUP"):
         warm_redis()
 
 
@@ -578,7 +490,7 @@ def ping(name: str = "main", timeout: float | None = None) -> PingResult:
     and repeated checks never leak connections. Never raises.
     """
     try:
-        timeout = float(conf.get("HEALTH_CHECK_TIMEOUT") if timeout is None else timeout)
+        timeout = float(conf_get("HEALTH_CHECK_TIMEOUT") if timeout is None else timeout)
         pool = get_pool(name)
         kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in ("retry", "retry_on_error")}
         kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False,

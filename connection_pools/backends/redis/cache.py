@@ -18,7 +18,7 @@ from typing import Any
 
 from django_redis.cache import RedisCache as DjangoRedisCache
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("connection_pools.cache")  # the name operators filter on
 
 DEFAULT_OUTAGE_LOG_INTERVAL = 60.0
 
@@ -96,6 +96,6 @@ def _outage_logger(server: str, interval: float) -> OutageLogger:
 
 
 def _mask(server: str) -> str:
-    from .env import mask_url
+    from ...conf.env import mask_url
 
     return mask_url(server)

@@ -1,17 +1,15 @@
-"""Statistics for persistent connections (``CONN_MAX_AGE > 0`` and no pool, e.g. behind PgBouncer).
+"""Counting persistent connections (``CONN_MAX_AGE > 0`` and no pool, e.g. behind PgBouncer).
 
-Django keeps one connection per thread and alias, and closes it at a request
-boundary once it is older than ``CONN_MAX_AGE``. We follow it with Django's signals:
+Django keeps one connection per thread and alias, and closes it at a request boundary
+once it is older than ``CONN_MAX_AGE``. We follow it with Django's signals, into one
+:class:`PersistentTracker` per alias (its counters are read by
+:mod:`connection_pools.sources.persistent`):
 
 * ``connection_created`` -> ``connections_created``; the connection is tracked;
-* ``request_started`` / ``request_finished`` -> a connection used by a request is
-  "in use" (``active``, ``checkouts``, hold time) until the request ends;
+* a connection used by a request is "in use" (``active``, ``checkouts``, hold time)
+  until the request ends (``request_started`` / ``request_finished``);
 * a close (our engine reports it; other engines are noticed at ``request_finished``)
   -> ``connections_closed``, and ``recycled`` when it was closed for age.
-
-Registered as ``db_<alias>`` with kind ``persistent``; gauges: ``size`` (open
-connections in this process), ``active`` (in use by a request now),
-``oldest_age_seconds`` and ``mean_age_seconds`` of the open ones.
 """
 
 from __future__ import annotations
@@ -25,8 +23,9 @@ from django.core.signals import request_finished, request_started
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
-from .. import stats
-from ..conf.pool_options import is_pooled, role_for
+from ..conf.pool_options import is_pooled
+from ..core.counters import PoolCounters
+from ..core.snapshots import Gauges
 
 
 class _Tracked:
@@ -40,9 +39,44 @@ class _Tracked:
         self.thread = threading.get_ident()
 
 
+class PersistentTracker:
+    """The persistent connections of one alias in this process, and their counters."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.counters = PoolCounters()
+
+    def gauges(self) -> Gauges:
+        """``size`` (open connections), ``active`` (in use by a request now) and their ages."""
+        now = time.monotonic()
+        with _lock:
+            mine = [t for t in _tracked.values() if t.alias == self.alias]
+        ages = [now - t.created for t in mine]
+        return Gauges(size=len(mine), active=sum(1 for t in mine if t.in_use_since is not None),
+                      oldest_age_seconds=max(ages, default=0.0),
+                      mean_age_seconds=sum(ages) / len(ages) if ages else 0.0)
+
+
 _lock = threading.Lock()
 _tracked: weakref.WeakKeyDictionary[Any, _Tracked] = weakref.WeakKeyDictionary()
+_trackers: dict[str, PersistentTracker] = {}
 _local = threading.local()
+
+
+def tracker(alias: str) -> PersistentTracker:
+    """The tracker of ``alias`` (created on first use)."""
+    found = _trackers.get(alias)
+    if found is None:
+        with _lock:
+            found = _trackers.setdefault(alias, PersistentTracker(alias))
+    return found
+
+
+def forget() -> None:
+    """Drop every tracker (tests, after a fork)."""
+    with _lock:
+        _trackers.clear()
+        _tracked.clear()
 
 
 def is_persistent(wrapper: Any) -> bool:
@@ -52,45 +86,15 @@ def is_persistent(wrapper: Any) -> bool:
     return (max_age is None or max_age > 0) and not is_pooled(settings_dict)
 
 
-def stats_for(wrapper: Any) -> stats.PoolStats:
-    """The ``db_<alias>`` stats of a persistent alias (registered on first use)."""
-    alias = wrapper.alias
-    name = stats.pool_name_for_alias(alias)
-    pool_stats = stats.registry.get(name)
-    if pool_stats is None:
-        pool_stats = stats.registry.get_or_create(name, "persistent", alias=alias,
-                                                  role=role_for(wrapper.settings_dict))
-        settings_dict = wrapper.settings_dict
-        pool_stats.gauge_source = lambda: _gauges(alias)
-        pool_stats.config_source = lambda: {
-            "conn_max_age": settings_dict.get("CONN_MAX_AGE"),
-            "conn_health_checks": settings_dict.get("CONN_HEALTH_CHECKS", False),
-        }
-    return pool_stats
-
-
-def _gauges(alias: str) -> dict[str, Any]:
-    now = time.monotonic()
-    with _lock:
-        mine = [t for t in _tracked.values() if t.alias == alias]
-    ages = [now - t.created for t in mine]
-    return {
-        stats.SIZE: len(mine),
-        stats.ACTIVE: sum(1 for t in mine if t.in_use_since is not None),
-        "oldest_age_seconds": max(ages, default=0.0),
-        "mean_age_seconds": sum(ages) / len(ages) if ages else 0.0,
-    }
-
-
 def _start_use(wrapper: Any, record: _Tracked) -> None:
     if record.in_use_since is None:
         record.in_use_since = time.monotonic()
-        stats_for(wrapper).record_checkout(0.0)
+        tracker(wrapper.alias).counters.checkout(0.0)
 
 
 def _end_use(wrapper: Any, record: _Tracked) -> None:
     if record.in_use_since is not None:
-        stats_for(wrapper).record_checkin(time.monotonic() - record.in_use_since)
+        tracker(wrapper.alias).counters.checkin(time.monotonic() - record.in_use_since)
         record.in_use_since = None
 
 
@@ -102,11 +106,10 @@ def _created(sender: Any, connection: Any, **kwargs: Any) -> None:
     with _lock:
         previous = _tracked.get(connection)
         _tracked[connection] = record
-    pool_stats = stats_for(connection)
     if previous is not None:
         # Closed behind our back (an engine without our close hook): count it now.
         _closed_record(connection, previous)
-    pool_stats.incr(stats.CONNECTIONS_CREATED)
+    tracker(connection.alias).counters.incr("connections_created")
     if getattr(_local, "in_request", False):
         _start_use(connection, record)
 
@@ -120,12 +123,12 @@ def connection_closing(wrapper: Any) -> None:
 
 
 def _closed_record(wrapper: Any, record: _Tracked) -> None:
-    pool_stats = stats_for(wrapper)
+    counters = tracker(wrapper.alias).counters
     _end_use(wrapper, record)
-    pool_stats.incr(stats.CONNECTIONS_CLOSED)
+    counters.incr("connections_closed")
     max_age = wrapper.settings_dict.get("CONN_MAX_AGE")
     if max_age and time.monotonic() - record.created >= max_age:
-        pool_stats.incr(stats.RECYCLED)
+        counters.incr("recycled")
 
 
 def _mine() -> list[tuple[Any, _Tracked]]:

@@ -1,0 +1,269 @@
+"""Health checks with latency, kept by a background job, and the servers' connection budgets.
+
+* Each PostgreSQL alias is checked with ``SELECT 1`` on a dedicated short-lived
+  connection (never from the app's pool: a check must neither wait behind an exhausted
+  pool nor take its slot); the same round trip reads the server's ``max_connections``
+  and reserved connections for the budget.
+* Each Redis pool is checked with ``PING`` on a short-lived connection.
+* All checks run concurrently with one deadline: a hung server makes :func:`probe` answer
+  late by at most ``HEALTH_CHECK_TIMEOUT`` (plus a small grace).
+
+The job (:func:`job`, every ``HEALTH_INTERVAL`` seconds, one process per interval for the
+whole cluster) stores its :class:`~connection_pools.core.reports.HealthReport` in the
+cluster store; ``/metrics``, ``poolstats`` and ``GET health`` read that result with its
+age, and ``GET health?live=1`` probes now.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+import psycopg
+
+from .. import conf
+from ..cluster.store import StoreUnavailable, store
+from ..conf.aliases import AliasSpec, alias_specs, pool_name_for_redis, probe_params
+from ..core.reports import HealthReport, PoolHealth, ServerBudget, ServerLimits, Status
+from ..core.snapshots import PoolSnapshot
+
+logger = logging.getLogger(__name__)
+
+GRACE_SECONDS = 0.25
+CHECK_SQL = """
+SELECT 1,
+       current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int,
+       coalesce(current_setting('reserved_connections', true), '0')::int
+"""
+
+T = TypeVar("T")
+
+
+def interval() -> float:
+    """Seconds between two health checks of the cluster (``HEALTH_INTERVAL``)."""
+    return max(float(conf.get("HEALTH_INTERVAL")), 1.0)
+
+
+def timeout() -> float:
+    return float(conf.get("HEALTH_CHECK_TIMEOUT"))
+
+
+# --- single checks -----------------------------------------------------------------------------
+def check_database(spec: AliasSpec, seconds: float) -> tuple[PoolHealth, ServerLimits | None]:
+    """``SELECT 1`` on ``spec``'s server, and its connection limits; never raises."""
+    started = time.monotonic()
+    base = PoolHealth(name=spec.pool_name, kind="postgresql", healthy=False, role=spec.role, alias=spec.alias)
+    try:
+        with psycopg.connect(**probe_params(spec.alias, timeout=seconds,
+                                            application_name="connection_pools.health")) as conn:
+            connected = time.monotonic()
+            row = conn.execute(CHECK_SQL).fetchone()
+            done = time.monotonic()
+    except (psycopg.Error, OSError) as exc:
+        return replace(base, error=f"{type(exc).__name__}: {str(exc).strip() or 'connection failed'}"), None
+    assert row is not None
+    check = replace(base, healthy=row[0] == 1, latency_ms=round((done - connected) * 1000, 3),
+                    connect_ms=round((connected - started) * 1000, 3))
+    if spec.role == "replica":
+        check = _with_replica_state(check, spec.alias)
+    return check, ServerLimits(int(row[1]), int(row[2]), int(row[3]))
+
+
+def _with_replica_state(check: PoolHealth, alias: str) -> PoolHealth:
+    from .. import replicas
+
+    try:
+        replicas.sample(alias)  # a fresh lag sample; it also updates the replica's rotation
+        reading = replicas.reading(alias)
+    except Exception:  # the lag is then the last one sampled; the check itself passed
+        logger.exception("sampling the lag of %s failed", alias)
+        return check
+    return replace(check, replica_lag_seconds=reading.lag_seconds, in_rotation=reading.in_rotation)
+
+
+def check_redis(name: str, seconds: float) -> PoolHealth:
+    """``PING`` the server of Redis pool ``name``; never raises."""
+    from ..backends.redis.pools import ping
+
+    answer = ping(name, seconds)
+    return PoolHealth(name=pool_name_for_redis(name), kind="redis", healthy=answer.ok, alias=name,
+                      error=answer.error,
+                      latency_ms=None if answer.latency_seconds is None else round(answer.latency_seconds * 1000, 3))
+
+
+# --- running them together ---------------------------------------------------------------------
+def run_concurrently(checks: Mapping[str, Callable[[], T]], seconds: float, late: Callable[[str], T]) -> dict[str, T]:
+    """Run every check in its own daemon thread; one that has not answered by the deadline is
+    ``late(name)`` (its thread finishes on its own, bounded by its own timeouts)."""
+    results: dict[str, T] = {}
+    lock = threading.Lock()
+    finished = threading.Event()
+
+    def run(name: str, check: Callable[[], T]) -> None:
+        outcome = check()
+        with lock:
+            results[name] = outcome
+            if len(results) == len(checks):
+                finished.set()
+
+    if not checks:
+        return {}
+    for name, check in checks.items():
+        threading.Thread(target=run, args=(name, check), name=f"health-{name}", daemon=True).start()
+    finished.wait(seconds + GRACE_SECONDS)
+    with lock:
+        answered = dict(results)
+    return {name: answered[name] if name in answered else late(name) for name in checks}
+
+
+def probe(seconds: float | None = None) -> HealthReport:
+    """Check every PostgreSQL alias and Redis pool now, within one deadline."""
+    seconds = timeout() if seconds is None else seconds
+    specs = [spec for spec in alias_specs().values() if spec.is_postgresql]
+    checks: dict[str, Callable[[], tuple[PoolHealth, ServerLimits | None]]] = {}
+    for spec in specs:
+        checks[spec.pool_name] = lambda spec=spec: _safe_database(spec, seconds)  # type: ignore[misc]
+    for name in conf.get("REDIS"):
+        checks[pool_name_for_redis(name)] = lambda name=name: (_safe_redis(name, seconds), None)  # type: ignore[misc]
+    kinds = {spec.pool_name: spec for spec in specs}
+
+    def late(name: str) -> tuple[PoolHealth, ServerLimits | None]:
+        spec = kinds.get(name)
+        return PoolHealth(name=name, kind="postgresql" if spec else "redis", healthy=False,
+                          role=spec.role if spec else None, alias=spec.alias if spec else None,
+                          error=f"no answer within {seconds:g} s (HEALTH_CHECK_TIMEOUT)"), None
+
+    results = run_concurrently(checks, seconds, late)
+    limits = {kinds[name].server: found for name, (_, found) in results.items() if found is not None and name in kinds}
+    pools = tuple(check for check, _ in (results[name] for name in sorted(results)))
+    return HealthReport(status=overall_status(pools, ()), checked_at=time.time(), pools=pools, limits=limits)
+
+
+def _safe_database(spec: AliasSpec, seconds: float) -> tuple[PoolHealth, ServerLimits | None]:
+    try:
+        return check_database(spec, seconds)
+    except Exception as exc:  # a broken check is an unhealthy pool, not a crash
+        return PoolHealth(name=spec.pool_name, kind="postgresql", healthy=False, role=spec.role, alias=spec.alias,
+                          error=f"{type(exc).__name__}: {exc}"), None
+
+
+def _safe_redis(name: str, seconds: float) -> PoolHealth:
+    try:
+        return check_redis(name, seconds)
+    except Exception as exc:
+        return PoolHealth(name=pool_name_for_redis(name), kind="redis", healthy=False, alias=name,
+                          error=f"{type(exc).__name__}: {exc}")
+
+
+def overall_status(pools: Iterable[PoolHealth], budgets: Iterable[ServerBudget]) -> Status:
+    """``unhealthy`` when a primary database fails; ``degraded`` when anything else fails, a replica
+    is out of rotation or a budget is exceeded; ``healthy`` otherwise."""
+    status: Status = "healthy"
+    for check in pools:
+        if not check.healthy:
+            if check.kind == "postgresql" and (check.role or "primary") == "primary":
+                return "unhealthy"
+            status = "degraded"
+        elif check.in_rotation is False:
+            status = "degraded"
+    if any(budget.ok is False for budget in budgets):
+        status = "degraded"
+    return status
+
+
+# --- budgets -----------------------------------------------------------------------------------------
+@dataclass
+class _Tally:
+    """What the pools on one server add up to (while :func:`budgets` counts)."""
+
+    pool: str
+    pool_size: int
+    max_overflow: int
+    aliases: list[str] = field(default_factory=list)
+    processes: int = 0
+    pairs: int = 0
+    configured_total: int = 0
+
+
+def budgets(pools: Iterable[PoolSnapshot], limits: Mapping[str, ServerLimits]) -> tuple[ServerBudget, ...]:
+    """One budget per PostgreSQL server: what every process may open there against what it accepts.
+
+    Pure: from the merged pools (each with its per-process ``pool_size``/``max_overflow`` and
+    its ``processes``) and the servers' limits learned by the health checks.
+    """
+    specs = alias_specs()
+    servers: dict[str, _Tally] = {}
+    for pool in pools:
+        spec = specs.get(pool.alias)
+        size, overflow = pool.config.get("pool_size"), pool.config.get("max_overflow", 0)
+        if pool.kind != "postgresql" or spec is None or isinstance(size, bool) or isinstance(overflow, bool):
+            continue
+        if not isinstance(size, int) or not isinstance(overflow, int):
+            continue
+        tally = servers.setdefault(spec.server, _Tally(pool.name, size, overflow))
+        tally.aliases.append(pool.alias)
+        tally.processes = max(tally.processes, pool.processes)
+        tally.pairs += pool.processes
+        tally.configured_total += pool.processes * (size + overflow)
+    found = []
+    for server, tally in sorted(servers.items()):
+        known = limits.get(server)
+        found.append(ServerBudget(
+            server=server, pool=tally.pool, aliases=tuple(sorted(tally.aliases)), processes=tally.processes,
+            pairs=tally.pairs, configured_total=tally.configured_total, pool_size=tally.pool_size,
+            max_overflow=tally.max_overflow, max_connections=known.max_connections if known else None,
+            reserved=known.superuser_reserved + known.reserved if known else None,
+            available=known.available if known else None,
+        ))
+    return tuple(found)
+
+
+# --- the job and its result ------------------------------------------------------------------------
+class _Cache:
+    """The last report this process took (used when Redis cannot be reached)."""
+
+    def __init__(self) -> None:
+        self.report: HealthReport | None = None
+
+
+_cache = _Cache()
+
+
+def job() -> HealthReport | None:
+    """The background job: one process per interval checks, and stores the report for all."""
+    now = time.time()
+    try:
+        if not store.claim_slot("health", int(now // interval()), ttl=interval()):
+            return None
+    except StoreUnavailable:
+        pass  # alone: check for this process
+    return remember(probe())
+
+
+def remember(report: HealthReport) -> HealthReport:
+    """Keep ``report`` here and in the cluster store (for every process's readers)."""
+    _cache.report = report
+    try:
+        store.write_health(json.dumps(report.to_wire(), separators=(",", ":")), ttl=interval() * 3)
+    except StoreUnavailable:
+        pass
+    return report
+
+
+def latest(shared: HealthReport | None) -> HealthReport | None:
+    """The freshest report known: the cluster's (``shared``, from the view) or this process's own."""
+    mine = _cache.report
+    if shared is None or (mine is not None and mine.checked_at > shared.checked_at):
+        return mine
+    return shared
+
+
+def forget() -> None:
+    """Drop the cached report (tests)."""
+    _cache.report = None

@@ -1,0 +1,133 @@
+"""The pool-source protocol, and the one registry of this process's sources.
+
+A source is one pool as the statistics see it, in the spirit of django-debug-toolbar's
+``Panel``: it has a ``name`` (``db_default``, ``redis_cache``), a ``kind``, a ``role`` and
+an ``alias``, and three methods: :meth:`~PoolSource.snapshot` (a typed
+:class:`~connection_pools.core.snapshots.PoolSnapshot` of what the pool itself counted),
+:meth:`~PoolSource.config` and :meth:`~PoolSource.reset`. The pool owns its counters; the
+source only reads them.
+
+Each kind of source is one module with a ``discover()`` function that yields its sources
+for the current settings; ``CONNECTION_POOLS["SOURCES"]`` lists those functions (dotted
+paths or callables, resolved once), so adding a kind of pool is one module plus one line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, runtime_checkable
+
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from ..core.snapshots import Config, PoolSnapshot, ProcessSnapshot
+
+
+@runtime_checkable
+class PoolSource(Protocol):
+    """One pool, as every statistics surface sees it."""
+
+    name: str
+    kind: str
+    role: str
+    alias: str
+
+    def snapshot(self) -> PoolSnapshot:
+        """What the pool counted and holds right now, in this process."""
+        ...
+
+    def config(self) -> Config:
+        """The pool's effective settings (never a secret)."""
+        ...
+
+    def reset(self) -> None:
+        """Zero what the pool counted (its live connections are untouched)."""
+        ...
+
+
+Discover = Callable[[], Iterable[PoolSource]]
+
+
+def _discoverers() -> list[Discover]:
+    from .. import conf
+
+    found: list[Discover] = []
+    for entry in conf.get("SOURCES"):
+        found.append(import_string(entry) if isinstance(entry, str) else entry)
+    return found
+
+
+class SourceRegistry:
+    """Every source of this process: discovered once per settings object, again after a fork."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: dict[str, PoolSource] | None = None
+        self._pid = os.getpid()
+        self._extra: dict[str, PoolSource] = {}
+
+    def _current(self) -> dict[str, PoolSource]:
+        sources = self._sources
+        if sources is not None and self._pid == os.getpid():
+            return sources
+        with self._lock:
+            if self._sources is None or self._pid != os.getpid():
+                found: dict[str, PoolSource] = {}
+                for discover in _discoverers():
+                    for source in discover():
+                        found.setdefault(source.name, source)
+                self._sources, self._pid = found, os.getpid()
+            return self._sources
+
+    def sources(self) -> list[PoolSource]:
+        """Every source, by name."""
+        current = {**self._current(), **self._extra}
+        return [current[name] for name in sorted(current)]
+
+    def get(self, name: str) -> PoolSource | None:
+        return {**self._current(), **self._extra}.get(name)
+
+    def names(self) -> list[str]:
+        return [source.name for source in self.sources()]
+
+    def add(self, source: PoolSource) -> None:
+        """A source that ``discover()`` does not know (tests, a pool built by hand)."""
+        self._extra[source.name] = source
+
+    def remove(self, name: str) -> None:
+        self._extra.pop(name, None)
+
+    def forget(self) -> None:
+        """Discover again at the next read (settings changed)."""
+        with self._lock:
+            self._sources = None
+
+    def snapshot(self, *, epoch: int = 0) -> ProcessSnapshot:
+        """This process's snapshot of every pool."""
+        return ProcessSnapshot(host=socket.gethostname(), pid=os.getpid(), taken_at=time.time(), epoch=epoch,
+                               pools=tuple(source.snapshot() for source in self.sources()))
+
+    def reset(self, name: str | None = None) -> list[str]:
+        """Reset one source, or all; the names reset."""
+        reset = []
+        for source in self.sources():
+            if name is None or source.name == name:
+                source.reset()
+                reset.append(source.name)
+        return reset
+
+
+#: The registry of this process.
+registry = SourceRegistry()
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DATABASES", "CONNECTION_POOLS", "CACHES"):
+        registry.forget()
+
+
+setting_changed.connect(_forget, dispatch_uid="connection_pools.sources.registry")

@@ -1,0 +1,64 @@
+"""Source: the engine's PostgreSQL pool of one alias (kind ``postgresql``).
+
+The pool (:class:`~connection_pools.backends.postgresql.pool.InstrumentedPool`) owns its
+counters and gauges; a replica's lag, rotation and fallbacks come from the replica set.
+Before the pool exists in this process (nothing has used the alias yet) the snapshot
+shows its configured sizes and zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..backends.postgresql.base import live_pool
+from ..conf.aliases import alias_specs
+from ..core.snapshots import Config, Gauges, PoolSnapshot
+from .replica import AliasSource
+
+
+class PostgresSource(AliasSource):
+    """The pool of one alias of our engine."""
+
+    kind = "postgresql"
+
+    def config(self) -> Config:
+        """The guide's settings, with the live sizes (after any resize)."""
+        pool = live_pool(self.alias)
+        config = pool.config if pool is not None else self.spec.pool_config
+        if config is None:
+            return {}
+        settings: dict[str, int | float | bool | str | None] = dict(config.guide_settings())
+        if pool is not None:
+            settings.update(pool_size=pool.min_size, max_overflow=pool.max_size - pool.min_size)
+        return settings
+
+    def snapshot(self) -> PoolSnapshot:
+        pool = live_pool(self.alias)
+        config = self.config()
+        if pool is None:
+            sizes = Gauges(min_size=int(config.get("pool_size") or 0),
+                           max_size=int(config.get("pool_size") or 0) + int(config.get("max_overflow") or 0))
+            snapshot = PoolSnapshot(name=self.name, kind=self.kind, role=self.role, alias=self.alias, config=config,
+                                    gauges=sizes)
+        else:
+            reading = pool.counters.read()
+            snapshot = PoolSnapshot(
+                name=self.name, kind=self.kind, role=self.role, alias=self.alias, config=config,
+                counters=reading.counters, gauges=pool.gauges(), peak_active=max(reading.peak_active, len(pool.leases)),
+                wait=reading.wait, hold=reading.hold, reset_at=reading.reset_at,
+            )
+        return self.finish(snapshot)
+
+    def reset(self) -> None:
+        pool = live_pool(self.alias)
+        if pool is not None:
+            pool.counters.reset()
+        self.reset_replica()
+
+
+def discover() -> Iterator[PostgresSource]:
+    """One source per alias pooled by our engine."""
+    for spec in alias_specs().values():
+        if spec.mode == "pool" and spec.is_ours:
+            yield PostgresSource(spec)
+
