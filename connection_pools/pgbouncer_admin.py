@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import pq
@@ -80,7 +80,8 @@ _T = TypeVar("_T")
 
 
 class PgBouncerAdminError(Exception):
-    """Reading the admin console failed; ``str(error)`` is one sentence, password masked.
+    """Reading the admin console failed; ``str(error)`` is one sentence with the password
+    masked (and anything equal to it, such as a user name that is its own password).
 
     ``kind`` says why: ``config`` (the URL is unusable), ``unreachable``, ``auth``
     (authentication failed or the user may not use the console), ``not_console``
@@ -554,9 +555,10 @@ def read_admin(url: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     or a libpq ``key=value`` string) and return a :class:`PgBouncerSnapshot`.
 
     ``connect_timeout`` bounds the connection (libpq rounds it to whole seconds, at least 2);
-    ``deadline`` bounds the whole read, connection included. Raises :class:`PgBouncerAdminError`
-    (one sentence, password masked) on any failure; never anything else for a failure
-    of the console.
+    ``deadline`` bounds the whole read, connection included. The reader's own client shows in
+    ``SHOW CLIENTS`` as ``application_name=connection_pools.pgbouncer_admin``. Raises
+    :class:`PgBouncerAdminError` (one sentence, password masked) on any failure; never anything
+    else for a failure of the console.
     """
     started = time.monotonic()
     try:
@@ -634,7 +636,7 @@ def _snapshot(results: Mapping[str, Result], server_version: str, started: float
 # --- is this a PgBouncer? ------------------------------------------------------------------------------
 
 
-def is_pgbouncer(conn: psycopg.Connection[object]) -> bool:
+def is_pgbouncer(conn: psycopg.Connection[Any]) -> bool:
     """True when ``conn`` is connected through a PgBouncer (or to its admin console).
 
     PgBouncer answers the startup with its own cancel key, so the backend pid the client
@@ -644,7 +646,8 @@ def is_pgbouncer(conn: psycopg.Connection[object]) -> bool:
     round trip; any pooler that hands out its own cancel keys (pgcat, Odyssey...) answers
     True as well, which is what a transaction-pooling safety check wants. When the
     connection was idle outside autocommit, the transaction the query opened is rolled back,
-    so that a pooler in transaction mode gets its server connection back.
+    so that a pooler in transaction mode gets its server connection back. A failing query
+    raises the caller's own ``psycopg.Error``.
     """
     if (conn.info.parameter_status("server_version") or "").endswith("/bouncer"):
         return True
