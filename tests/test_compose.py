@@ -22,7 +22,7 @@ compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 services = compose["services"]
 pgbouncer_override = yaml.safe_load((ROOT / "docker-compose.pgbouncer.yml").read_text())
 # Names the design gives the settings for running through PgBouncer; connection_pools.env
-# is to read them (DATABASE_POOLER, PGBOUNCER_ADMIN_URL) with the rest of issue 14.
+# is to read them (DATABASE_POOLER, PGBOUNCER_ADMIN_URL); until then only the override sets them.
 PGBOUNCER_ENV_NAMES = {"DATABASE_POOLER", "PGBOUNCER_ADMIN_URL"}
 
 
