@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make run    - set up, start PostgreSQL (primary + replica) and Redis, migrate, serve on 127.0.0.1:8000
+#   make run    - set up, start PostgreSQL (primary + replica), Redis and PgBouncer, migrate, serve on 127.0.0.1:8000
 #   make test   - set up, start the services, run the full test suite
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -18,7 +18,7 @@ WORKERS ?= 3
 help:
 	@echo "make run     set up everything and serve on http://127.0.0.1:8000"
 	@echo "make test    set up everything and run the full test suite (then Django's own suite on our engine)"
-	@echo "make stop    stop PostgreSQL and Redis started by this checkout"
+	@echo "make stop    stop PostgreSQL, Redis and PgBouncer started by this checkout"
 	@echo "make status  show the local services"
 	@echo "make lint    ruff"
 	@echo "make bench   run the benchmarks (results in bench/RESULTS.md)"
@@ -56,7 +56,7 @@ run: venv services
 	@echo "  API:         http://127.0.0.1:8000/api/v1/admin/connection-pools/stats"
 	@echo "  API docs:    http://127.0.0.1:8000/api/v1/admin/connection-pools/docs/"
 	@echo "  Metrics:     http://127.0.0.1:8000/metrics"
-	@echo "  Stop with Ctrl-C, then 'make stop' to stop PostgreSQL and Redis."
+	@echo "  Stop with Ctrl-C, then 'make stop' to stop PostgreSQL, Redis and PgBouncer."
 	@echo ""
 	$(WITH_ENV) exec $(BIN)/gunicorn project.wsgi --bind 127.0.0.1:8000 --workers $(WORKERS) --threads 4 \
 		--access-logfile - --graceful-timeout 5 --config python:project.gunicorn_conf

@@ -154,19 +154,21 @@ def bench_mass_disconnect(rounds: int) -> dict[str, float]:
     return {"mass_disconnect": statistics.median(samples)}
 
 
-def bench_django(rounds: int) -> dict[str, float]:
+def cycle(alias: str) -> Callable[[], None]:
+    """One request-like cycle on ``alias``: cursor, ``SELECT 1``, fetch, close (back to the pool)."""
     from django.db import connections
 
-    def cycle(alias: str) -> Callable[[], None]:
-        wrapper = connections[alias]
+    wrapper = connections[alias]
 
-        def run() -> None:
-            with wrapper.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
-            wrapper.close()
-        return run
+    def run() -> None:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        wrapper.close()
+    return run
 
+
+def bench_django(rounds: int) -> dict[str, float]:
     pooled = interleaved({
         "ours": (cycle("default"), 2000),
         "ours_no_ping": (cycle("ours_no_ping"), 2000),
@@ -181,7 +183,8 @@ def bench_django(rounds: int) -> dict[str, float]:
     return {**pooled, **unpooled}
 
 
-def machine() -> str:
+def machine(alias: str = "no_pool") -> str:
+    """CPU, cores, platform and versions; PostgreSQL's asked over ``alias`` (a no-pool alias)."""
     cpu = "unknown CPU"
     try:
         match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
@@ -190,10 +193,10 @@ def machine() -> str:
         pass
     from django.db import connections
 
-    with connections["no_pool"].cursor() as cursor:
+    with connections[alias].cursor() as cursor:
         cursor.execute("SHOW server_version")
         (pg_version,) = cursor.fetchone()
-    connections["no_pool"].close()
+    connections[alias].close()
     import django
     import psycopg
     import psycopg_pool

@@ -14,3 +14,22 @@ def gunicorn_server():
     from tests.support.server import GunicornServer
 
     return GunicornServer
+
+
+def pytest_sessionstart(session):
+    """PgBouncer keeps server connections to the test database after a run that was cut short,
+    and PostgreSQL cannot recreate a database it still has sessions on: let them go first."""
+    import os
+
+    if not os.environ.get("PGBOUNCER_CONTROL_URL"):
+        return
+    import psycopg
+    from django.db import connections
+
+    from connection_pools.pgbouncer_admin import PgBouncerAdminError
+    from tests.support import pgbouncer
+
+    try:
+        pgbouncer.release_servers(connections["default"].creation._get_test_db_name(), timeout=10)
+    except (PgBouncerAdminError, psycopg.Error):
+        pass  # PgBouncer is not running: nothing holds the test database

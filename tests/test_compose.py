@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import configparser
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
+import pytest
 import yaml
+
+from tests.support.pg import wait_for
+from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 services = compose["services"]
+pgbouncer_override = yaml.safe_load((ROOT / "docker-compose.pgbouncer.yml").read_text())
+# Names the design gives the settings for running through PgBouncer; connection_pools.env
+# is to read them (DATABASE_POOLER, PGBOUNCER_ADMIN_URL); until then only the override sets them.
+PGBOUNCER_ENV_NAMES = {"DATABASE_POOLER", "PGBOUNCER_ADMIN_URL"}
 
 
 def _settings_env_names() -> set[str]:
@@ -19,7 +33,7 @@ def _settings_env_names() -> set[str]:
 
 
 def test_services_present() -> None:
-    assert {"web", "db", "db-replica", "redis", "prometheus"} <= set(services)
+    assert {"web", "db", "db-replica", "pgbouncer", "redis", "prometheus"} <= set(services)
 
 
 def test_web_env_names_are_known_to_the_settings() -> None:
@@ -65,3 +79,137 @@ def test_prometheus_scrapes_metrics() -> None:
     job = prom["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["web:8000"]
+
+
+# --- PgBouncer -------------------------------------------------------------------------------------
+
+
+def _mounted(service: dict, target: str) -> Path:
+    """The file of the repository that ``service`` mounts at ``target``."""
+    for volume in service["volumes"]:
+        source, _, rest = volume.partition(":")
+        if rest.split(":")[0] == target:
+            return ROOT / source
+    raise AssertionError(f"nothing is mounted at {target}")
+
+
+def _pgbouncer_ini() -> configparser.ConfigParser:
+    ini = configparser.ConfigParser(comment_prefixes=(";", "#"), inline_comment_prefixes=None)
+    ini.read_string(_mounted(services["pgbouncer"], "/etc/pgbouncer/pgbouncer.ini").read_text())
+    return ini
+
+
+def _userlist() -> dict[str, str]:
+    ini = _pgbouncer_ini()
+    text = _mounted(services["pgbouncer"], ini["pgbouncer"]["auth_file"]).read_text()
+    return dict(re.findall(r'^"([^"]+)"\s+"([^"]*)"', text, re.MULTILINE))
+
+
+def _entry(spec: str) -> dict[str, str]:
+    """``host=db port=5432 dbname=pools`` -> dict."""
+    return dict(part.split("=", 1) for part in spec.split())
+
+
+def _list(value: str) -> set[str]:
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _web_through_pgbouncer() -> dict[str, str]:
+    """web's environment with the override file merged over it, as docker compose merges it."""
+    override = pgbouncer_override["services"]["web"]["environment"]
+    return {k: str(v) for k, v in {**services["web"]["environment"], **override}.items()}
+
+
+def test_pgbouncer_pools_the_primary_in_transaction_mode():
+    ini = _pgbouncer_ini()
+    settings = ini["pgbouncer"]
+    assert settings["pool_mode"] == "transaction"
+    assert settings["auth_type"] == "scram-sha-256"
+    primary = urlsplit(services["web"]["environment"]["DATABASE_URL"])
+    entries = {name: _entry(spec) for name, spec in ini["databases"].items()}
+    assert entries[primary.path.lstrip("/")] == {"host": "db", "port": "5432", "dbname": primary.path.lstrip("/")}
+    assert services["pgbouncer"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["pgbouncer"]["build"] == "docker/pgbouncer"
+    assert (ROOT / "docker" / "pgbouncer" / "Dockerfile").is_file()
+    # the health check logs in to the console as a user that may
+    check = services["pgbouncer"]["healthcheck"]["test"]
+    assert check[check.index("-U") + 1] in _list(settings["stats_users"]) | _list(settings["admin_users"])
+
+
+def test_pgbouncer_lets_the_apps_user_and_the_console_users_in():
+    settings = _pgbouncer_ini()["pgbouncer"]
+    users = _userlist()
+    primary = urlsplit(services["web"]["environment"]["DATABASE_URL"])
+    assert users[primary.username] == primary.password  # the same credentials as the primary's
+    for console_user in _list(settings["stats_users"]) | _list(settings["admin_users"]):
+        assert console_user in users
+
+
+def test_the_override_runs_web_through_pgbouncer():
+    env = _web_through_pgbouncer()
+    settings = _pgbouncer_ini()["pgbouncer"]
+    users = _userlist()
+    through = urlsplit(env["DATABASE_URL"])
+    assert (through.hostname, through.port) == ("pgbouncer", int(settings["listen_port"]))
+    assert through.path.lstrip("/") in _pgbouncer_ini()["databases"]
+    assert users[through.username] == through.password
+    assert env["DATABASE_POOLER"] == "pgbouncer"
+    console = urlsplit(env["PGBOUNCER_ADMIN_URL"])
+    assert (console.hostname, console.port, console.path) == ("pgbouncer", int(settings["listen_port"]), "/pgbouncer")
+    assert console.username in _list(settings["stats_users"]) and users[console.username] == console.password
+    assert pgbouncer_override["services"]["web"]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+    unknown = set(env) - _settings_env_names() - PGBOUNCER_ENV_NAMES
+    assert not unknown, f"the override sets env vars the settings never read: {sorted(unknown)}"
+    from connection_pools import env as cp_env
+
+    cp_env.databases(env)
+    cp_env.connection_pools(env)
+
+
+@pytest.fixture
+def compose_pgbouncer(tmp_path):
+    """The compose PgBouncer's own config and users, run for real in front of the devservices
+    primary (only the addresses and paths changed); yields its port."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    primary = psycopg.conninfo.conninfo_to_dict(os.environ["DATABASE_URL"])
+    port = free_port()
+    ini = _pgbouncer_ini()
+    for name, spec in ini["databases"].items():
+        entry = {**_entry(spec), "host": str(primary["host"]), "port": str(primary["port"])}
+        ini["databases"][name] = " ".join(f"{k}={v}" for k, v in entry.items())
+    ini["pgbouncer"].update(listen_addr="127.0.0.1", listen_port=str(port), auth_file=str(tmp_path / "userlist.txt"))
+    shutil.copy(_mounted(services["pgbouncer"], "/etc/pgbouncer/userlist.txt"), tmp_path / "userlist.txt")
+    with open(tmp_path / "pgbouncer.ini", "w") as config:
+        ini.write(config)
+    # PgBouncer refuses to run as root; -u drops to the PostgreSQL servers' user after reading its files.
+    user = ["-u", "postgres"] if os.geteuid() == 0 else []
+    with open(tmp_path / "pgbouncer.log", "wb") as log:
+        process = subprocess.Popen([binary, *user, str(tmp_path / "pgbouncer.ini")], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_compose_pgbouncer_config_works_against_a_real_primary(compose_pgbouncer, tmp_path):
+    from connection_pools.pgbouncer_admin import PgBouncerAdminError, read_admin
+
+    env = _web_through_pgbouncer()
+
+    def local(url: str) -> str:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+        return psycopg.conninfo.make_conninfo(**{**params, "host": "127.0.0.1", "port": str(compose_pgbouncer)})
+
+    def console():
+        try:
+            return read_admin(local(env["PGBOUNCER_ADMIN_URL"]))
+        except PgBouncerAdminError:
+            return None
+
+    snapshot = wait_for(console, timeout=20)
+    assert snapshot is not None, (tmp_path / "pgbouncer.log").read_text()
+    assert snapshot.config.pool_mode == "transaction"
+    with psycopg.connect(local(env["DATABASE_URL"]), autocommit=True, prepare_threshold=None) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (urlsplit(env["DATABASE_URL"]).username,)
