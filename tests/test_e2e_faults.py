@@ -164,7 +164,10 @@ def test_primary_restart_fails_fast_with_503_then_recovers_without_restart(
         try:
             stopped = time.monotonic()
             traffic.wait_for(8, since=stopped, timeout=60)
-            health_status, health = api(server, "health", admin_token)
+            health_status, health = api(server, "health?live=1", admin_token)
+            # The health job's result (what GET health answers) says so too by its next check.
+            wait_until(lambda: api(server, "health", admin_token)[1].get("status") == "unhealthy", timeout=15,
+                       what="the health job seeing the primary down")
         finally:
             restarting = time.monotonic()
             services.start("primary")
