@@ -74,3 +74,26 @@ def check_psycopg_pool_internals(app_configs: Any = None, **kwargs: Any) -> list
         hint="Install the psycopg-pool version pinned in requirements.txt (>=3.3,<3.4).",
         id="connection_pools.E003",
     )]
+
+
+@register()
+def check_replica_roles(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """connection_pools.W102: an alias that looks like a replica (it mirrors ``default`` in tests) but is
+    not in ``REPLICAS["ALIASES"]``, so it is routed and shown as a primary."""
+    from django.core.checks import Warning as CheckWarning
+    from django.db import connections
+
+    from .conf.aliases import replica_aliases
+
+    listed = set(replica_aliases())
+    mirrored = sorted(alias for alias, db in connections.settings.items()
+                      if (db.get("TEST") or {}).get("MIRROR") and alias not in listed)
+    if not mirrored:
+        return []
+    return [CheckWarning(
+        f"DATABASES {mirrored} mirror another alias in tests but are not in CONNECTION_POOLS['REPLICAS']['ALIASES']: "
+        "they get no reads and are shown as primaries.",
+        hint="List the replica aliases in CONNECTION_POOLS['REPLICAS']['ALIASES'] (connection_pools.env does it "
+             "from DATABASE_REPLICA_URLS).",
+        id="connection_pools.W102",
+    )]

@@ -32,6 +32,7 @@ from django.db import connections
 from . import conf
 from .conf.aliases import pool_name_for_alias
 from .conf.aliases import replica_aliases as configured_replicas
+from .core.runtime import runtime
 from .routing import PRIMARY
 
 logger = logging.getLogger(__name__)
@@ -357,5 +358,10 @@ def replica_status() -> dict[str, dict[str, Any]]:
 
 def reset_state() -> None:
     """Forget everything known about the replicas (tests, after a configuration change)."""
+    global _last_valid
     with _lock:
         _states.clear()
+        _last_valid = None
+
+
+runtime.register("replicas", reset_state, after_fork=True)

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connection_pools import metrics
 from connection_pools.core.snapshots import BUCKET_BOUNDS
+from tests.support.pg import quiet_background  # noqa: F401 - fixture
 from tests.support.server import ROOT, GunicornServer
 
 REQUESTS = 30
@@ -144,3 +145,41 @@ def test_alert_rules_cover_the_issue():
                 if token.startswith("connection_pool_")}
         used = {token.split("{")[0].split("[")[0] for token in used}
         assert used <= exposed, (rule["alert"], used - exposed)
+
+
+@pytest.mark.django_db(databases=["default", "replica1"])
+@pytest.mark.usefixtures("quiet_background")
+def test_a_scrape_opens_no_database_connection_and_reads_the_store_once(settings, monkeypatch):
+    import psycopg
+    from django.test import Client
+
+    from connection_pools.cluster import publish, rollup
+    from connection_pools.cluster.store import store
+    from connection_pools.insight import health
+    from connection_pools.pools.postgres import get_pool
+    from tests.support.admin_api import unique_prefix
+
+    settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "KEY_PREFIX": unique_prefix("scrape")}
+    try:
+        publish.publish()
+        assert rollup.roll_up()  # the rollup exists, as in a running cluster
+        health.remember(health.probe())  # and the health job's last result
+        opened, reads = [], []
+        real_connect, real_module_connect, real_call = psycopg.Connection.connect, psycopg.connect, store.call
+        # Both ways in: psycopg.connect() (probes) and Connection.connect() (pools).
+        monkeypatch.setattr(psycopg.Connection, "connect",
+                            classmethod(lambda cls, *a, **k: opened.append(a) or real_connect.__func__(cls, *a, **k)))
+        monkeypatch.setattr(psycopg, "connect", lambda *a, **k: opened.append(a) or real_module_connect(*a, **k))
+        monkeypatch.setattr(store, "call", lambda func: reads.append(func) or real_call(func))
+        checkouts = get_pool("default").counters.count("checkouts")
+        response = Client().get("/metrics")
+        assert response.status_code == 200
+        text = response.content.decode()
+        assert 'connection_pool_healthy{alias="default",kind="postgresql",pool="db_default"} 1.0' in text
+        assert opened == []  # no database connection, not even for health
+        assert get_pool("default").counters.count("checkouts") == checkouts  # nor a checkout from a pool
+        assert len(reads) == 1  # one round trip to the cluster store
+    finally:
+        store.clear()
+        publish.forget()
+        health.forget()

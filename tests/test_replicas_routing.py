@@ -365,3 +365,13 @@ def test_replica_settings_from_the_environment() -> None:
         env.replica_settings({"DATABASE_REPLICA_BALANCING": "random"})
     with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_LAG_INTERVAL"):
         env.replica_settings({"DATABASE_REPLICA_LAG_INTERVAL": "0"})
+
+
+def test_a_mirroring_alias_left_out_of_the_replica_list_is_a_warning() -> None:
+    from connection_pools.checks import check_replica_roles
+
+    assert check_replica_roles() == []
+    with override_settings(CONNECTION_POOLS={"REPLICAS": {**REPLICA_SETTINGS, "ALIASES": []}}):
+        (warning,) = check_replica_roles()
+        assert warning.id == "connection_pools.W102" and "'replica1'" in warning.msg
+        assert replicas.replica_aliases() == []  # and it is routed as a primary would be

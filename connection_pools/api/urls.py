@@ -16,7 +16,7 @@ urlpatterns = [
     path("config", views.ConfigView.as_view(), name="connection-pools-config"),
     path("reset-stats", views.ResetStatsView.as_view(), name="connection-pools-reset-stats"),
     path("recommendations", views.RecommendationsView.as_view(), name="connection-pools-recommendations"),
-    # Issue 7: the dashboard charts' time series.
+    # The dashboard charts' time series.
     path("history", PoolHistoryView.as_view(), name="connection-pools-history"),
     path("schema/", docs.SchemaView.as_view(), name="connection-pools-schema"),
     path("docs/", docs.SwaggerView.as_view(url_name="connection-pools-schema"), name="connection-pools-docs"),

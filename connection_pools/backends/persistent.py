@@ -25,6 +25,7 @@ from django.dispatch import receiver
 
 from ..conf.pool_options import is_pooled
 from ..core.counters import PoolCounters
+from ..core.runtime import runtime
 from ..core.snapshots import Gauges
 
 
@@ -77,6 +78,9 @@ def forget() -> None:
     with _lock:
         _trackers.clear()
         _tracked.clear()
+
+
+runtime.register("backends.persistent", forget, after_fork=True)
 
 
 def is_persistent(wrapper: Any) -> bool:

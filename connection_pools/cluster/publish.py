@@ -15,6 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from ..core.runtime import runtime
 from ..sources.base import registry
 from .store import ALL_POOLS, Resets, StoreUnavailable, store
 
@@ -119,3 +120,6 @@ def forget() -> None:
     """Start over as a process that has not published (tests)."""
     with _state.lock:
         _state.epoch_seen, _state.pid = None, None
+
+
+runtime.register("cluster.publish", forget, after_fork=True)

@@ -38,6 +38,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import conf
+from ..core.runtime import runtime
 from ..core.snapshots import ProcessSnapshot
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,11 @@ class ClusterStore:
             if self._client is not None:
                 self._client[1].connection_pool.disconnect()
                 self._client = None
+
+    def reset(self) -> None:
+        """As at start-up: no client, no open breaker."""
+        self.close()
+        self.forget_failure()
 
     # -- keys ----------------------------------------------------------------------------------------
     @staticmethod
@@ -347,3 +353,4 @@ def _resets(epoch: Any, pools: Any) -> Resets:
 
 #: The store of this process.
 store = ClusterStore()
+runtime.register("cluster.store", store.reset, after_fork=True)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from django.core.signals import setting_changed
 
+from ..core.runtime import runtime
 from . import get as conf_get
 
 ENGINE = "connection_pools.backends.postgresql"
@@ -170,3 +171,4 @@ def _forget(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(_forget, dispatch_uid="connection_pools.conf.aliases")
+runtime.register("conf.aliases", _cache.clear)

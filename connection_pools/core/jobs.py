@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .runtime import runtime
+
 logger = logging.getLogger(__name__)
 
 
@@ -85,6 +87,11 @@ def stop(timeout: float = 5.0) -> None:
         _thread.join(timeout)
 
 
+def _reset() -> None:
+    # Only the jobs' thread: the jobs themselves are registered once, at app start.
+    stop()
+
+
 def is_running() -> bool:
     return _thread is not None and _thread_pid == os.getpid() and _thread.is_alive()
 
@@ -109,3 +116,6 @@ def _run() -> None:
         delay = (min(upcoming) - time.monotonic()) if upcoming else 1.0
         _wake.wait(timeout=min(max(delay, 0.05), 1.0))
         _wake.clear()
+
+
+runtime.register("core.jobs", _reset)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from ..cluster.store import StoreUnavailable, store
 from ..core.reports import Recommendation
+from ..core.runtime import runtime
 
 logger = logging.getLogger("connection_pools.alerts")
 
@@ -63,6 +64,9 @@ def forget() -> None:
     """Forget what this process has announced (tests)."""
     with _announced.lock:
         _announced.active.clear()
+
+
+runtime.register("insight.alerts", forget, after_fork=True)
 
 
 def job() -> list[Recommendation]:

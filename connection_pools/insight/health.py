@@ -30,6 +30,7 @@ from .. import conf
 from ..cluster.store import StoreUnavailable, store
 from ..conf.aliases import AliasSpec, alias_specs, pool_name_for_redis, probe_params
 from ..core.reports import HealthReport, PoolHealth, ServerBudget, ServerLimits, Status
+from ..core.runtime import runtime
 from ..core.snapshots import PoolSnapshot
 
 logger = logging.getLogger(__name__)
@@ -267,3 +268,6 @@ def latest(shared: HealthReport | None) -> HealthReport | None:
 def forget() -> None:
     """Drop the cached report (tests)."""
     _cache.report = None
+
+
+runtime.register("insight.health", forget, after_fork=True)

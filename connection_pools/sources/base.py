@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from ..core.runtime import runtime
 from ..core.snapshots import Config, PoolSnapshot, ProcessSnapshot
 
 
@@ -131,3 +132,5 @@ def _forget(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(_forget, dispatch_uid="connection_pools.sources.registry")
+
+runtime.register("sources", registry.forget, after_fork=True)
