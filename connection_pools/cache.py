@@ -96,6 +96,6 @@ def _outage_logger(server: str, interval: float) -> OutageLogger:
 
 
 def _mask(server: str) -> str:
-    from .env import mask_url
+    from .masking import mask_url
 
     return mask_url(server)
