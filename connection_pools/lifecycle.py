@@ -29,6 +29,10 @@ def after_fork() -> None:
 
 def at_shutdown() -> None:
     """Called when a worker stops (gunicorn ``worker_exit``)."""
+    from django.apps import apps
+
+    if not apps.ready:
+        return  # Django never started here (the application failed to load): nothing to close
     # Issue 3: close this worker's pools (their sessions end cleanly, exit does not wait).
     from .pools import postgres
 

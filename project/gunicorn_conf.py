@@ -1,8 +1,15 @@
-"""gunicorn hooks for the example project (``--config python:project.gunicorn_conf``)."""
+"""gunicorn hooks of the example project (``--config python:project.gunicorn_conf``)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def on_starting(server: Any) -> None:
+    """In the master, before binding: a bad setting stops here with one sentence (no worker boots)."""
+    from project.startup import check_settings
+
+    check_settings()
 
 
 def post_fork(server: Any, worker: Any) -> None:
