@@ -62,6 +62,10 @@ TEMPLATES = [
     },
 ]
 
+# The DEBUG page and error e-mails hide URL passwords too (cache LOCATION, pool URLs, ...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "connection_pools.debug.CredentialCleansingFilter"
+DEFAULT_EXCEPTION_REPORTER = "connection_pools.debug.CredentialCleansingReporter"
+
 WSGI_APPLICATION = "project.wsgi.application"
 ASGI_APPLICATION = "project.asgi.application"
 
