@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from django.conf import settings
 from django.test import Client, override_settings
 
 from connection_pools import publisher
@@ -29,8 +30,9 @@ def staff_client() -> Iterator[Client]:
     client = Client(raise_request_exception=True)
     client.force_login(user)
     wait_for_replicas()  # the session is read through the replica router
-    with override_settings(CONNECTION_POOLS={"KEY_PREFIX": unique_prefix("bodies"),
-                                             "TUNER": {"ALLOW_APPLY": True}}):
+    current = settings.CONNECTION_POOLS  # merged: the test servers' Redis, not the defaults' ports
+    with override_settings(CONNECTION_POOLS={**current, "KEY_PREFIX": unique_prefix("bodies"),
+                                             "TUNER": {**current["TUNER"], "ALLOW_APPLY": True}}):
         yield client
 
 
@@ -77,7 +79,7 @@ def test_a_form_with_an_unknown_field_is_refused(staff_client: Client) -> None:
     assert "'pol'" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("body", BAD_BODIES + ['{"apply": true}'], ids=lambda b: b[:24])
+@pytest.mark.parametrize("body", [*BAD_BODIES, '{"apply": true}'], ids=lambda b: b[:24])
 def test_optimize_takes_no_body(staff_client: Client, body: str) -> None:
     response = post_json(staff_client, f"{API}optimize", body)
     assert response.status_code == 400, (response.status_code, response.content[:300])

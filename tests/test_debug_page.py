@@ -12,10 +12,9 @@ from __future__ import annotations
 import html
 import sys
 
+from django.conf import settings
 from django.test import RequestFactory, override_settings
 from django.views.debug import get_default_exception_reporter_filter, technical_500_response
-
-from connection_pools.conf import REDIS_POOL_DEFAULTS
 
 #: Passwords holding raw URL characters, one per place a URL can show.
 PASSWORDS = {
@@ -59,11 +58,11 @@ def debug_page() -> str:
 
 
 def test_the_debug_page_masks_every_url_password() -> None:
-    redis = {name: dict(values) for name, values in REDIS_POOL_DEFAULTS.items()}
+    redis = {name: dict(values) for name, values in settings.CONNECTION_POOLS["REDIS"].items()}
     redis["main"]["url"] = f"redis://:{PASSWORDS['redis']}@redis.example:6379/0"
     caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                           "LOCATION": f"redis://default:{PASSWORDS['cache']}@redis.example:6379/1"}}
-    with override_settings(DEBUG=True, CACHES=caches, CONNECTION_POOLS={"REDIS": redis},
+    with override_settings(DEBUG=True, CACHES=caches, CONNECTION_POOLS={**settings.CONNECTION_POOLS, "REDIS": redis},
                            CELERY_BROKER="amqp://user:" + PASSWORDS["broker"] + "@broker.example//"):
         page = debug_page()
     assert "redis://default:***@redis.example:6379/1" in html.unescape(page)  # shown, masked

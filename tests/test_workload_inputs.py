@@ -25,7 +25,8 @@ BAD_ITEM_BODIES = [
     '{"name": "a", "quantity": 5.7}', '{"name": "a", "quantity": "5"}', '{"name": "a", "quantity": true}',
     '{"name": "a\\u0000b"}', '{"name": "a\\ud800"}', '{"name": ["a"]}', '{"name": ""}', '{"quantity": 1}',
     '{"name": "' + "x" * 201 + '"}', '{"name": "a", "qty": 1}', '{"name": "a", "name": "b"}',
-    "[" * 100_000, '{"name": ' + "[" * 5000 + "]" * 5000 + "}", "not json", '{"name": "a", "quantity": 1' + "0" * 5000 + "}",
+    "[" * 100_000, '{"name": ' + "[" * 5000 + "]" * 5000 + "}", "not json",
+    '{"name": "a", "quantity": 1' + "0" * 5000 + "}",
 ]
 
 
