@@ -15,8 +15,9 @@ class ConnectionPoolsConfig(AppConfig):
     def ready(self) -> None:
         # Imported for their side effects: signal receivers, system checks and the
         # background jobs each module registers at import (replica lag sampling,
-        # long-hold sweep, snapshot publishing, auto-tuner, alerts, history).
-        from . import checks, history, publisher, replicas, service, signals, tuner  # noqa: F401
+        # long-hold sweep, snapshot publishing, auto-tuner, alerts, history) and the
+        # statement observer that tells a replayable request from one that wrote.
+        from . import checks, history, publisher, replicas, service, signals, statements, tuner  # noqa: F401
         from .metrics import register as register_metrics
         from .pools import persistent, postgres  # noqa: F401
         from .pools import redis as redis_pools
