@@ -9,15 +9,16 @@
   the same client reads from the primary for ``PIN_SECONDS`` more -- longer than the
   replicas may lag, so a user never misses their own write.
 * **Replay.** When a view fails because a database connection broke -- a replica
-  that stopped or refuses connections, or any established connection that was cut
-  (admin shutdown, ``pg_terminate_backend``, server closed the connection) -- a safe
-  request (GET, HEAD, OPTIONS, TRACE) that has not written is answered by running the
-  view once more on fresh connections: on the primary when a replica failed (the
-  replica leaves rotation at once), with the usual routing otherwise. Any other
-  request (unsafe, or one that wrote, or a second failure) is left to
-  ``PoolStatsMiddleware``: 503 with ``Retry-After``; its transaction was rolled back
-  as the exception left ``atomic()`` (or by the server, with the connection).
-  A view can opt out with :func:`no_replay`.
+  that stopped or refuses connections, an established connection that was cut
+  (admin shutdown, ``pg_terminate_backend``, server closed the connection), or a new
+  one that could not be opened -- a safe request (GET, HEAD, OPTIONS, TRACE) that has
+  not written is answered by running the view once more on fresh connections: on the
+  primary when a replica failed (the replica leaves rotation at once), with the usual
+  routing otherwise. A full pool (checkout timeout) is not replayed: the replay would
+  wait as long again. Any other request (unsafe, or one that wrote, or a second
+  failure) is left to ``PoolStatsMiddleware``: 503 with ``Retry-After``; its
+  transaction was rolled back as the exception left ``atomic()`` (or by the server,
+  with the connection). A view can opt out with :func:`no_replay`.
 """
 
 from __future__ import annotations
@@ -155,8 +156,9 @@ class ReplicaPinningMiddleware:
         for alias in failed:
             replicas.mark_failed(alias, exception.__cause__ or exception)
             _close_quietly(alias)
-        # A primary that refuses connections or a full pool would fail the replay too.
-        if not (failed or failure == "lost") or not self._replayable(request, state):
+        # A full pool (timeout) would make the replay wait as long again; a server that refuses
+        # connections fails it fast, and one that was only cutting connections serves it.
+        if (failure == "timeout" and not failed) or not self._replayable(request, state):
             return None
         state.retried = True
         for wrapper in connections.all(initialized_only=True):
@@ -165,8 +167,8 @@ class ReplicaPinningMiddleware:
         for alias in failed:
             replicas.note_fallback(alias)
         where = "from the primary" if failed else "on fresh connections"
-        logger.warning("database connection lost (%s); answering %s %s again %s", " ".join(str(exception).split()),
-                       request.method, request.path, where)
+        logger.warning("database connection %s (%s); answering %s %s again %s", failure,
+                       " ".join(str(exception).split()), request.method, request.path, where)
         return self._replay(request, on_primary=bool(failed))
 
     @staticmethod

@@ -24,7 +24,8 @@ from connection_pools import routing
 from connection_pools.pinning import no_replay
 from connection_pools.statements import is_read_statement
 from project.workload.models import Item
-from tests.support.pg import terminate
+from tests.support.pg import dispose, make_wrapper, terminate
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,7 +101,29 @@ def raw_update_then_state(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"wrote": state is not None and state.wrote})
 
 
+#: Aliases outside DATABASES that a view uses: one on a port nobody listens on, one with a full pool.
+side_wrappers: dict[str, object] = {}
+
+
+def refused_then_fine(request: HttpRequest) -> JsonResponse:
+    """The first run cannot open a connection (as when a kill storm cuts one being opened)."""
+    calls.append("refused_then_fine")
+    if len(calls) == 1:
+        with side_wrappers["refused"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+    return JsonResponse({"count": _count()})
+
+
+def pool_full(request: HttpRequest) -> JsonResponse:
+    calls.append("pool_full")
+    with side_wrappers["full"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({})
+
+
 urlpatterns = [
+    path("refused-then-fine/", refused_then_fine),
+    path("pool-full/", pool_full),
     path("read/", read),
     path("raw-write/", raw_write),
     path("orm-write/", orm_write),
@@ -220,3 +243,27 @@ def test_a_user_execute_wrapper_is_removed_as_usual_and_ours_stays() -> None:
 ])
 def test_statements_are_reads_only_by_a_read_keyword(sql: object, read: bool) -> None:
     assert is_read_statement(sql) is read
+
+
+def test_a_connection_that_could_not_be_opened_is_replayed() -> None:
+    side_wrappers["refused"] = make_wrapper(port=free_port())
+    try:
+        response = Client().get("/refused-then-fine/")
+    finally:
+        dispose(side_wrappers.pop("refused"))
+    assert response.status_code == 200, response.content[:300]
+    assert calls == ["refused_then_fine", "refused_then_fine"]
+
+
+def test_a_full_pool_is_not_replayed() -> None:
+    """The replay would wait pool_timeout again: 503 at once."""
+    wrapper = make_wrapper({"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2})
+    side_wrappers["full"] = wrapper
+    held = wrapper.pool.getconn()
+    try:
+        response = Client().get("/pool-full/")
+    finally:
+        wrapper.pool.putconn(held)
+        dispose(side_wrappers.pop("full"))
+    assert response.status_code == 503
+    assert calls == ["pool_full"]
