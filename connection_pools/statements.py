@@ -44,6 +44,8 @@ def is_read_statement(sql: Any) -> bool:
         sql = sql.decode("latin-1")
     if not isinstance(sql, str):
         return False
+    if sql.startswith("SELECT "):
+        return True  # what Django's ORM sends for every read: no regex on the hot path
     match = _FIRST_KEYWORD.match(sql)
     return bool(match) and match.group(1).upper() in READ_KEYWORDS
 
