@@ -357,8 +357,8 @@ def allowed_hosts(environ: Environ | None = None) -> list[str]:
         # Django compares the Host header without its port: "example.com:8000" or a URL never matches.
         bare = host[host.index("]") + 1:] if host.startswith("[") and "]" in host else host
         if "/" in host or ":" in bare or " " in host or len(host) > 253:
-            raise _bad("ALLOWED_HOSTS", host, "comma-separated host names such as example.com or .example.com, "
-                       "without scheme or port")
+            raise _bad("ALLOWED_HOSTS", host, "comma-separated host names such as example.com, .example.com or "
+                       "[::1] (IPv6 in brackets), without scheme or port")
     return hosts
 
 

@@ -281,7 +281,8 @@ def test_values_that_do_not_fit_together_or_are_malformed_are_refused(variables:
         _settings_from(variables)
 
 
-@pytest.mark.parametrize("hosts", ["https://example.com", "example.com:8000", "example.com/app"])
+@pytest.mark.parametrize("hosts", ["https://example.com", "example.com:8000", "example.com/app", "::1",
+                                   "[::1]:8000"])
 def test_allowed_hosts_that_would_never_match_are_refused(hosts: str) -> None:
     with pytest.raises(ImproperlyConfigured, match="ALLOWED_HOSTS"):
         env.allowed_hosts({"ALLOWED_HOSTS": hosts})
