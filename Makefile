@@ -45,6 +45,8 @@ services-stop stop:
 status:
 	$(SERVICES) status
 
+# The worker class, threads and timeouts come from project/gunicorn_conf.py (README, "Serving").
+run: export CONNECTION_POOLS_PROCESSES = $(WORKERS)
 run: venv services
 	$(WITH_ENV) $(BIN)/python manage.py migrate --noinput
 	$(WITH_ENV) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
@@ -58,8 +60,8 @@ run: venv services
 	@echo "  Metrics:     http://127.0.0.1:8000/metrics"
 	@echo "  Stop with Ctrl-C, then 'make stop' to stop PostgreSQL, Redis and PgBouncer."
 	@echo ""
-	$(WITH_ENV) exec $(BIN)/gunicorn project.wsgi --bind 127.0.0.1:8000 --workers $(WORKERS) --threads 4 \
-		--access-logfile - --graceful-timeout 5 --config python:project.gunicorn_conf
+	$(WITH_ENV) exec $(BIN)/gunicorn project.wsgi --bind 127.0.0.1:8000 --workers $(WORKERS) \
+		--access-logfile - --config python:project.gunicorn_conf
 
 test: venv services
 	$(BIN)/python -m playwright --version >/dev/null

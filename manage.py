@@ -1,21 +1,16 @@
 #!/usr/bin/env python
 """Django's command-line utility for administrative tasks."""
 
-import os
 import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    try:
-        execute_from_command_line(sys.argv)
-    except ImproperlyConfigured as exc:
-        # A configuration mistake is a sentence for the operator, not a traceback.
-        sys.stderr.write(f"ImproperlyConfigured: {exc}\n")
-        sys.exit(2)
+    from project.startup import start
+
+    # A configuration mistake is a sentence for the operator, not a traceback.
+    start(lambda: execute_from_command_line(sys.argv))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ class ConnectionPoolsConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import request_started
 
-        from . import checks, jobs, lifecycle, replicas  # noqa: F401 - checks register at import
+        # checks register at import; statements observes what each connection sends (a request
+        # that wrote is never replayed).
+        from . import checks, jobs, lifecycle, replicas, statements  # noqa: F401
         from .backends import persistent  # noqa: F401 - its signal receivers
         from .backends.postgresql.base import live_pool
         from .backends.redis import pools as redis_pools

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import Warning as CheckWarning
 
 from . import conf
 
 
-@register()
+def _whole(value: Any, minimum: int, maximum: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and minimum <= value <= maximum
+
+
+@register(Tags.database, deploy=False)
 def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """connection_pools.E001/E002: the guide's pool sizes must be whole numbers within bounds."""
+    errors: list[Error] = []
+    pool = conf.get("DATABASE_POOL")
+    most = conf.MAX_POOL_CONNECTIONS
+    for key, minimum, check_id in (("pool_size", 1, "connection_pools.E001"),
+                                   ("max_overflow", 0, "connection_pools.E002")):
+        if not _whole(pool.get(key), minimum, most):
+            errors.append(Error(
+                f"CONNECTION_POOLS['DATABASE_POOL'][{key!r}] is {pool.get(key)!r}.",
+                hint=f"Use a whole number from {minimum} to {most} (connections per process and alias).",
+                id=check_id,
+            ))
+    return errors
+
+
+@register()
+def check_pool_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """connection_pools.E004: every pooled alias's OPTIONS["pool"] (and the defaults under it) must resolve.
 
     The same validation the engine runs when it builds a pool, so a typo is found by
@@ -35,6 +58,102 @@ def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list
 
 
 @register()
+def check_tuner_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """connection_pools.E005: the tuner's bounds must be whole numbers, minimum at most maximum."""
+    tuner = conf.get("TUNER")
+    most = conf.MAX_POOL_CONNECTIONS
+    problems = [
+        f"{key} is {tuner.get(key)!r}; expected a whole number from {minimum} to {most}."
+        for key, minimum in (("MIN_POOL_SIZE", 1), ("MAX_POOL_SIZE", 1), ("MAX_OVERFLOW", 0))
+        if not _whole(tuner.get(key), minimum, most)
+    ]
+    if not problems and tuner["MIN_POOL_SIZE"] > tuner["MAX_POOL_SIZE"]:
+        problems.append(f"MIN_POOL_SIZE ({tuner['MIN_POOL_SIZE']}) is above MAX_POOL_SIZE ({tuner['MAX_POOL_SIZE']}).")
+    return [Error(f"CONNECTION_POOLS['TUNER']: {problem}", hint="See docs/api.md (tuner).", id="connection_pools.E005")
+            for problem in problems]
+
+
+@dataclass
+class ServerDemand:
+    """The most connections one process's pools may open to one PostgreSQL server."""
+
+    server: str
+    aliases: list[str] = field(default_factory=list)
+    per_process: int = 0
+
+
+def pooled_demand() -> dict[str, ServerDemand]:
+    """``pool_size + max_overflow`` of every pooled alias, summed per server (``host:port``)."""
+    from .conf.aliases import alias_specs
+
+    demand: dict[str, ServerDemand] = {}
+    for spec in alias_specs().values():
+        if spec.mode != "pool" or spec.pool_config is None:
+            continue  # a bad pool setting has its own error (E004)
+        entry = demand.setdefault(spec.server, ServerDemand(spec.server))
+        entry.aliases.append(spec.alias)
+        entry.per_process += spec.pool_config.max_size
+    return demand
+
+
+def expected_processes() -> tuple[int, str]:
+    """How many processes open the pools at once, and where that number comes from.
+
+    ``CONNECTION_POOLS["PROCESSES"]`` or, when more are publishing snapshots right now, their
+    count: a ``manage.py`` process cannot see how many gunicorn workers a server runs.
+    """
+    from .cluster.store import StoreUnavailable, store
+
+    configured = conf.get("PROCESSES")
+    try:
+        publishing = len(store.read_snapshots().snapshots)
+    except StoreUnavailable:
+        publishing = 0
+    if publishing > (configured or 1):
+        return publishing, "processes publishing statistics now"
+    if configured:
+        return int(configured), "CONNECTION_POOLS['PROCESSES']"
+    return 1, "one process: CONNECTION_POOLS['PROCESSES'] is not set and no process is publishing"
+
+
+@register(Tags.database)
+def check_server_connection_budget(app_configs: Any = None, databases: Any = None, **kwargs: Any
+                                   ) -> list[CheckMessage]:
+    """connection_pools.W201: the pools' cluster-wide maximum would exceed a server's ``max_connections``.
+
+    A database check (``manage.py check --database default``, ``migrate``): it asks each server
+    for ``max_connections`` minus its reserved connections, on a short-lived connection.
+    """
+    if not databases:
+        return []
+    from .conf.aliases import spec_for
+    from .insight.health import check_database, timeout
+
+    processes, source = expected_processes()
+    messages: list[CheckMessage] = []
+    for demand in pooled_demand().values():
+        if not set(demand.aliases) & set(databases):
+            continue
+        _check, limits = check_database(spec_for(demand.aliases[0]), timeout())
+        if limits is None:
+            continue  # unreachable: Django's own database checks report it
+        reserved = limits.superuser_reserved + limits.reserved
+        available = limits.available
+        total = processes * demand.per_process
+        if total > available:
+            messages.append(CheckWarning(
+                f"The pools may open {processes} x {demand.per_process} = {total} connections to {demand.server} "
+                f"(aliases {', '.join(demand.aliases)}; {source}), more than the {available} it accepts "
+                f"(max_connections {limits.max_connections} - {reserved} reserved).",
+                hint="Lower DATABASE_POOL_SIZE / DATABASE_POOL_OVERFLOW, run fewer processes "
+                     "(CONNECTION_POOLS['PROCESSES'] says how many you expect), raise the server's "
+                     "max_connections, or put PgBouncer in front.",
+                id="connection_pools.W201",
+            ))
+    return messages
+
+
+@register()
 def check_replica_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """connection_pools.E101: bad REPLICAS values; W101: replicas but no ReplicaRouter."""
     from django.conf import settings
@@ -48,8 +167,6 @@ def check_replica_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     routers = [r if isinstance(r, str) else f"{type(r).__module__}.{type(r).__qualname__}"
                for r in getattr(settings, "DATABASE_ROUTERS", [])]
     if not messages and replicas.replica_aliases() and "connection_pools.routers.ReplicaRouter" not in routers:
-        from django.core.checks import Warning as CheckWarning
-
         messages.append(CheckWarning(
             f"Replica aliases {replicas.replica_aliases()} are configured but no read is routed to them.",
             hint="Add 'connection_pools.routers.ReplicaRouter' to DATABASE_ROUTERS.",
@@ -97,3 +214,4 @@ def check_replica_roles(app_configs: Any = None, **kwargs: Any) -> list[Any]:
              "from DATABASE_REPLICA_URLS).",
         id="connection_pools.W102",
     )]
+

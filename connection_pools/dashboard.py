@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from . import conf
 from .insight import history
@@ -51,7 +51,7 @@ def _api_base() -> str:
     return reverse("connection-pools-history").removesuffix("history")
 
 
-@require_GET
+@require_safe
 @staff_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The page: a card per pool, charts, recommendations, config, processes."""

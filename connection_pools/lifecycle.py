@@ -30,6 +30,10 @@ def after_fork() -> None:
 
 def at_shutdown() -> None:
     """Called when a worker stops (gunicorn ``worker_exit``)."""
+    from django.apps import apps
+
+    if not apps.ready:
+        return  # Django never started here (the application failed to load): nothing to close
     from .backends.redis import pools as redis_pools
     from .cluster import publish, rollup
     from .cluster.store import store

@@ -6,9 +6,10 @@
   with them (the connection often goes back after the response, at ``request_finished``);
 * measures each request's total pool wait (``request.connection_pools.wait_seconds``,
   also sent as ``Server-Timing: db-pool-wait``) and, once returned, hold time;
-* turns a pool checkout timeout, or a database that refuses connections, into
-  **HTTP 503 with ``Retry-After``** -- JSON for paths under ``/api/``, a short plain
-  page otherwise -- never a 500 traceback.
+* turns a pool checkout timeout, a database that refuses connections, or a connection
+  lost mid-request (one the pinning middleware did not replay) into **HTTP 503 with
+  ``Retry-After``** -- JSON for paths under ``/api/``, a short plain page otherwise --
+  never a 500 traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ logger = logging.getLogger("connection_pools.middleware")
 _MESSAGES = {
     "timeout": "No database connection became free in time: the service is overloaded.",
     "unavailable": "The database cannot be reached right now.",
+    "lost": "The connection to the database was lost while answering.",
 }
 
 
@@ -37,11 +39,12 @@ _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
 def classify_failure(exception: BaseException) -> str | None:
-    """``"timeout"``, ``"unavailable"`` or None: what kind of database failure ``exception`` is.
+    """``"timeout"``, ``"unavailable"``, ``"lost"`` or None: what kind of database failure ``exception`` is.
 
-    ``unavailable`` covers a refused connection, a connection lost in the middle of a
-    query (server shut down, backend killed) and psycopg's client-side connection
-    errors (an ``OperationalError`` without SQLSTATE); query errors stay errors.
+    ``unavailable``: no connection could be had (refused, server down, a failed checkout);
+    ``lost``: an established connection broke in the middle of the request (server shut
+    down, backend terminated, connection closed: class 08 and 57P01-57P03, or psycopg's
+    client-side connection errors without SQLSTATE). Query errors stay errors (None).
     """
     from psycopg import OperationalError
     from psycopg_pool import PoolTimeout
@@ -59,7 +62,7 @@ def classify_failure(exception: BaseException) -> str | None:
         if isinstance(current, OperationalError):
             sqlstate = getattr(current, "sqlstate", None)
             if sqlstate is None or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
-                return "unavailable"
+                return "lost"
         current = current.__cause__ or current.__context__
         seen += 1
     return None

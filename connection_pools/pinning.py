@@ -1,37 +1,55 @@
-"""Read-your-writes pinning and read failover, as one middleware.
+"""Read-your-writes pinning and the replay of cut safe requests, as one middleware.
 
 ``connection_pools.pinning.ReplicaPinningMiddleware`` (after sessions/auth):
 
 * **Pinning.** A request with an unsafe method (POST, PUT, PATCH, DELETE), or
-  one that routes a write, reads from the primary for the rest of the request;
-  its response carries a signed cookie (``REPLICAS["PIN_COOKIE"]``) so that the
-  same client reads from the primary for ``PIN_SECONDS`` more — longer than the
+  one that writes (a routed write, or raw SQL that may write: see
+  :mod:`connection_pools.statements`), reads from the primary for the rest of the
+  request; its response carries a signed cookie (``REPLICAS["PIN_COOKIE"]``) so that
+  the same client reads from the primary for ``PIN_SECONDS`` more -- longer than the
   replicas may lag, so a user never misses their own write.
-* **Failover.** When a view fails because a replica connection broke (server
-  stopped, restarted, unreachable), the replica leaves rotation at once and a
-  safe request (GET, HEAD, OPTIONS, TRACE) is answered by running the view once
-  more on the primary: no read is lost. Unsafe requests are never replayed.
+* **Replay.** When a view fails because a database connection broke -- a replica
+  that stopped or refuses connections, an established connection that was cut
+  (admin shutdown, ``pg_terminate_backend``, server closed the connection), or a new
+  one that could not be opened -- a safe request (GET, HEAD, OPTIONS, TRACE) that has
+  not written is answered by running the view once more on fresh connections: on the
+  primary when a replica failed (the replica leaves rotation at once), with the usual
+  routing otherwise. A full pool (checkout timeout) is not replayed: the replay would
+  wait as long again. Any other request (unsafe, or one that wrote, or a second
+  failure) is left to ``PoolStatsMiddleware``: 503 with ``Retry-After``; its
+  transaction was rolled back as the exception left ``atomic()`` (or by the server,
+  with the connection). A view can opt out with :func:`no_replay`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from django.db import connections
-from django.db.utils import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponseBase
 
 from . import replicas, routing
+from .middleware import PoolStatsMiddleware, classify_failure
 
 logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 COOKIE_SALT = "connection_pools.pinning"
 PIN_VALUE = "1"
+NO_REPLAY_ATTRIBUTE = "connection_pools_no_replay"
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def no_replay(view: V) -> V:
+    """Never replay this view after a cut connection (for a GET that writes in ways SQL does not show)."""
+    setattr(view, NO_REPLAY_ATTRIBUTE, True)
+    return view
 
 
 def is_pinned_by_cookie(request: HttpRequest) -> bool:
@@ -129,30 +147,59 @@ class ReplicaPinningMiddleware:
             set_pin_cookie(request, response)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
-        """Take a broken replica out of rotation; replay a safe request once on the primary."""
-        if not isinstance(exception, OperationalError | InterfaceError):
-            return None
+        """Take a failed replica out of rotation; replay a safe request that has not written, once."""
+        failure = classify_failure(exception)
         state = routing.current_state()
-        if state is None:
+        if failure is None or state is None:
             return None
         failed = failed_replicas(state.replicas_used)
-        if not failed:
-            return None
         for alias in failed:
             replicas.mark_failed(alias, exception.__cause__ or exception)
             _close_quietly(alias)
-        if request.method not in SAFE_METHODS or state.retried or request.resolver_match is None:
+        # A full pool (timeout) would make the replay wait as long again; a server that refuses
+        # connections fails it fast, and one that was only cutting connections serves it.
+        if (failure == "timeout" and not failed) or not self._replayable(request, state):
             return None
         state.retried = True
+        for wrapper in connections.all(initialized_only=True):
+            if wrapper.errors_occurred:
+                _close_quietly(wrapper.alias)
         for alias in failed:
             replicas.note_fallback(alias)
-        logger.warning("replica read failed (%s); answering %s %s from the primary", exception, request.method,
-                       request.path)
+        where = "from the primary" if failed else "on fresh connections"
+        logger.warning("database connection %s (%s); answering %s %s again %s", failure,
+                       " ".join(str(exception).split()), request.method, request.path, where)
+        return self._replay(request, on_primary=bool(failed))
+
+    @staticmethod
+    def _replayable(request: HttpRequest, state: routing.RouteState) -> bool:
         match = request.resolver_match
-        with routing.primary():
-            response = match.func(request, *match.args, **match.kwargs)
-            if hasattr(response, "__await__"):
-                # An async view: process_exception runs in a worker thread, so
-                # we can wait for the coroutine on the event loop from here.
-                response = async_to_sync(_await)(response)
+        if request.method not in SAFE_METHODS or state.retried or state.wrote or match is None:
+            return False
+        if getattr(match.func, NO_REPLAY_ATTRIBUTE, False):
+            return False
+        # A transaction opened outside the view (ATOMIC_REQUESTS, a middleware) is not ours to redo.
+        return not any(wrapper.in_atomic_block for wrapper in connections.all(initialized_only=True))
+
+    @staticmethod
+    def _replay(request: HttpRequest, *, on_primary: bool) -> HttpResponseBase:
+        """Run the view again (rendering a deferred response inside the same scope); a second
+        database failure is answered with PoolStatsMiddleware's 503."""
+        match = request.resolver_match
+        assert match is not None
+        scope = routing.primary() if on_primary else contextlib.nullcontext()
+        try:
+            with scope:
+                response = match.func(request, *match.args, **match.kwargs)
+                if hasattr(response, "__await__"):
+                    # An async view: process_exception runs in a worker thread, so
+                    # we can wait for the coroutine on the event loop from here.
+                    response = async_to_sync(_await)(response)
+                if not getattr(response, "is_rendered", True):
+                    response = response.render()
+        except Exception as exc:
+            kind = classify_failure(exc)
+            if kind is None:
+                raise
+            return PoolStatsMiddleware.unavailable_response(request, kind)
         return response

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from typing import Any
 
@@ -37,6 +36,7 @@ from .cluster.store import StoreUnavailable
 from .cluster.view import ClusterView
 from .conf.aliases import PRIMARY, alias_specs, pool_name_for_alias, pool_name_for_redis
 from .conf.pool_options import is_pooled
+from .core.masking import mask, mask_text  # noqa: F401 - mask_text is part of this module's API
 from .core.reports import HealthReport
 from .insight import health as health_checks
 from .insight import tuner
@@ -45,10 +45,6 @@ from .insight.findings import findings
 from .sources.base import registry
 
 logger = logging.getLogger(__name__)
-
-MASK = "***"
-SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "credential", "api_key", "apikey", "private")
-_SECRET_IN_TEXT = re.compile(r"(?i)\b(password|passwd|pwd|sslpassword)\s*=\s*('[^']*'|[^&\s]*)")
 
 
 class UnknownPool(LookupError):
@@ -63,32 +59,6 @@ def _ensure_django() -> None:
         import django
 
         django.setup()
-
-
-# --- masking ------------------------------------------------------------------------------------
-def mask_text(text: str) -> str:
-    """A string with any URL password and any ``password=...`` replaced by ``***``."""
-    from .conf.env import mask_url
-
-    if "://" in text:
-        text = ",".join(mask_url(part) for part in text.split(","))
-    return _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}={MASK}", text)
-
-
-def mask(value: Any, key: str = "") -> Any:
-    """A deep copy of ``value`` with every secret masked (by key name, in URLs and in DSN text)."""
-    lowered = key.lower()
-    if any(word in lowered for word in SECRET_WORDS) and not isinstance(value, (dict, list, tuple, bool)):
-        return MASK if value not in (None, "") else value
-    if isinstance(value, dict):
-        return {str(k): mask(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mask(item, key) for item in value]
-    if isinstance(value, str):
-        return mask_text(value)
-    if isinstance(value, (int, float, bool)) or value is None:
-        return value
-    return mask_text(str(value))  # paths, classes: shown as text, still masked
 
 
 class ConnectionPoolService:

@@ -1,8 +1,7 @@
 """ASGI entry point."""
 
-import os
-
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-application = get_asgi_application()
+from project.startup import start
+
+application = start(get_asgi_application)

@@ -12,7 +12,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env.env_bool(os.environ, "DEBUG", False)
 SECRET_KEY = env.secret_key(debug=DEBUG)
-ALLOWED_HOSTS = env.env_list(os.environ, "ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+ALLOWED_HOSTS = env.allowed_hosts()
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -61,6 +61,10 @@ TEMPLATES = [
         },
     },
 ]
+
+# The DEBUG page and error e-mails hide URL passwords too (cache LOCATION, pool URLs, ...).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "connection_pools.debug.CredentialCleansingFilter"
+DEFAULT_EXCEPTION_REPORTER = "connection_pools.debug.CredentialCleansingReporter"
 
 WSGI_APPLICATION = "project.wsgi.application"
 ASGI_APPLICATION = "project.asgi.application"
@@ -123,6 +127,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "connection_pools": {"level": os.environ.get("CONNECTION_POOLS_LOG_LEVEL", "INFO")},
+        "connection_pools": {"level": env.log_level()},
     },
 }

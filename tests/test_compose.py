@@ -33,7 +33,37 @@ def _settings_env_names() -> set[str]:
 
 
 def test_services_present() -> None:
-    assert {"web", "db", "db-replica", "pgbouncer", "redis", "prometheus"} <= set(services)
+    assert {"nginx", "web", "db", "db-replica", "pgbouncer", "redis", "prometheus"} <= set(services)
+
+
+def _gunicorn_port() -> str:
+    match = re.search(r"gunicorn project\.wsgi --bind 0\.0\.0\.0:(\d+)", services["web"]["command"])
+    assert match, services["web"]["command"]
+    return match.group(1)
+
+
+def test_gunicorn_is_reached_only_through_the_buffering_proxy() -> None:
+    web, nginx = services["web"], services["nginx"]
+    assert "ports" not in web, "gunicorn must not be published: slow clients would reach its threads"
+    assert [str(port) for port in web["expose"]] == [_gunicorn_port()]
+    assert "web" in nginx["depends_on"]
+    assert any(str(port).endswith(":80") for port in nginx["ports"])
+    (mount,) = [volume for volume in nginx["volumes"] if "nginx" in volume]
+    source, target = mount.split(":")[:2]
+    assert target == "/etc/nginx/conf.d/default.conf"
+    config = (ROOT / source).read_text()
+    assert f"server web:{_gunicorn_port()};" in config
+    for directive in ("listen 80;", "proxy_pass http://django;", "proxy_request_buffering on;", "proxy_buffering on;",
+                      "client_header_timeout", "client_body_timeout"):
+        assert directive in config, directive
+
+
+def test_gunicorn_uses_the_project_worker_settings_and_process_count() -> None:
+    command = services["web"]["command"]
+    assert "--config python:project.gunicorn_conf" in command
+    assert "--threads" not in command and "--worker-class" not in command and " -k " not in command
+    workers = re.search(r"--workers (\d+)", command).group(1)
+    assert services["web"]["environment"]["CONNECTION_POOLS_PROCESSES"] == workers
 
 
 def test_web_env_names_are_known_to_the_settings() -> None:
@@ -78,7 +108,8 @@ def test_prometheus_scrapes_metrics() -> None:
     prom = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     job = prom["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == ["web:8000"]
+    assert job["static_configs"][0]["targets"] == [f"web:{_gunicorn_port()}"]
+
 
 
 # --- PgBouncer -------------------------------------------------------------------------------------

@@ -194,28 +194,72 @@ def test_primary_restart_fails_fast_with_503_then_recovers_without_restart(
     assert_writes_exact(traffic, prefix)
 
 
-def test_query_cut_by_the_server_answers_503_not_500(prefix: str) -> None:
-    """A connection lost in the middle of a query (the server shut down or killed the
-    backend: SQLSTATE 57P01) means "database unavailable, retry", not a bug: 503 + Retry-After."""
-    urls = server_support.database_urls_for_tests()
-    with GunicornServer(workers=1, threads=2, env=tagged_env(prefix)) as server:
-        answer: list[tuple] = []
-        thread = threading.Thread(target=lambda: answer.append(
-            request("GET", server.url + "/slow/?seconds=20", timeout=60)))
-        thread.start()
-        with psycopg.connect(urls["DATABASE_URL"], autocommit=True) as conn:
-            def sleeping() -> list:
-                return conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-                                    "AND query LIKE 'SELECT pg_sleep%%'", [prefix]).fetchall()
+def sleeping_backends(conn: psycopg.Connection, application_name: str) -> list[int]:
+    """Backends of one app running its ``pg_sleep`` (a request holding its query open)."""
+    return [row[0] for row in conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query LIKE 'SELECT pg_sleep%%' "
+        "AND state = 'active'", [application_name]).fetchall()]
 
-            pids = wait_until(sleeping, timeout=30, what="the slow query running")
-            conn.execute("SELECT pg_terminate_backend(%s)", [pids[0][0]])
-        thread.join(timeout=60)
+
+def cut_while_sleeping(server: GunicornServer, method: str, path: str, prefix: str,
+                       data: bytes | None = None) -> tuple[int | None, dict[str, str], bytes]:
+    """Send one request whose query sleeps, terminate its backend mid-query, return the response."""
+    urls = server_support.database_urls_for_tests()
+    answer: list[tuple] = []
+    headers = {"Content-Type": "application/json"} if data else {}
+    thread = threading.Thread(target=lambda: answer.append(
+        request(method, server.url + path, data=data, headers=headers, timeout=90)))
+    thread.start()
+    with psycopg.connect(urls["DATABASE_URL"], autocommit=True) as conn:
+        pids = wait_until(lambda: sleeping_backends(conn, prefix), timeout=30, what="the request's query running")
+        assert conn.execute("SELECT pg_terminate_backend(%s)", [pids[0]]).fetchone()[0]
+    thread.join(timeout=120)
+    status, response_headers, body, error = answer[0]
+    assert error is None, error
+    return status, response_headers, body
+
+
+def test_a_safe_request_cut_mid_query_is_replayed_on_a_fresh_connection(prefix: str) -> None:
+    """A GET whose backend is terminated in the middle of its query (SQLSTATE 57P01) has written
+    nothing: it is answered by running the view again, not with an error."""
+    with GunicornServer(workers=1, threads=2, env=tagged_env(prefix)) as server:
+        status, _, body = cut_while_sleeping(server, "GET", "/slow/?seconds=5", prefix)
+        log = server.log_path.read_text(errors="replace")
+    assert status == 200, (status, body[:300])
+    assert "database connection lost" in log and "answering GET /slow/ again on fresh connections" in log
+
+
+def test_an_unsafe_request_cut_mid_transaction_is_a_503_and_its_write_is_rolled_back(prefix: str) -> None:
+    """A POST cut inside its transaction is not replayed (it would write again): 503 with
+    Retry-After, and the row it inserted is gone with the transaction."""
+    name = f"{prefix}-cut"
+    with GunicornServer(workers=1, threads=2, env=tagged_env(prefix)) as server:
+        status, headers, body = cut_while_sleeping(
+            server, "POST", "/slow-write/", prefix, data=json.dumps({"name": name, "seconds": 20}).encode())
         after = request("GET", server.url + "/one-query/", timeout=30)
-    status, headers, body, _ = answer[0]
-    assert after[0] == 200  # the next request gets a fresh connection
     assert status == 503, (status, body[:300])
     assert headers.get("Retry-After")
+    assert after[0] == 200  # the next request gets a fresh connection
+    assert not Item.objects.using("default").filter(name=name).exists()
+
+
+def test_every_backend_killed_twice_under_load_fails_no_safe_request(prefix: str, admin_token: str) -> None:
+    """The issue's measurement: 8 clients on safe GETs while every backend of the app (primary and
+    replica) is terminated twice, queries in flight included: not one request fails."""
+    urls = server_support.database_urls_for_tests()
+    calls = [Call("GET", "/slow/?seconds=0.05"), Call("GET", "/one-query/"), Call("GET", "/items/"),
+             Call("GET", "/whoami/"), Call("GET", "/cached-count/"), Call("GET", f"{API}stats")]
+    with (GunicornServer(workers=2, threads=4, env=tagged_env(prefix)) as server,
+          Traffic(server.url, calls, clients=8, name_prefix=prefix, timeout=60,
+                  headers={"Authorization": f"Token {admin_token}"}) as traffic):
+        traffic.wait_for(40, ok_only=True)
+        for _ in range(2):
+            killed = sum(terminate_backends(urls[key], prefix) for key in ("DATABASE_URL", "DATABASE_REPLICA_URLS"))
+            assert killed > 0
+            traffic.wait_for(60, since=time.monotonic())
+        log = server.log_path.read_text(errors="replace")
+    assert not failures(traffic.select()), traffic.summary()
+    assert "database connection lost" in log  # queries were cut in flight, and replayed
 
 
 def whoami(server: GunicornServer) -> dict:

@@ -130,7 +130,7 @@ def test_long_hold_names_the_request_path_and_view(settings, caplog):
     assert "by GET /held/ (view tests.test_pg_middleware.slow_query)" in caplog.text
 
 
-def test_query_cut_by_a_killed_backend_is_503_but_query_errors_are_not():
+def test_query_cut_by_a_killed_backend_is_a_lost_connection_but_query_errors_are_not():
     import psycopg
 
     from connection_pools.middleware import classify_failure
@@ -143,7 +143,7 @@ def test_query_cut_by_a_killed_backend_is_503_but_query_errors_are_not():
         with pytest.raises(psycopg.OperationalError) as cut:
             conn.execute("SELECT 1")
         wrapper.pool.putconn(conn)
-        assert classify_failure(cut.value) == "unavailable"
+        assert classify_failure(cut.value) == "lost"
         conn = wrapper.pool.getconn()
         with pytest.raises(psycopg.errors.SyntaxError) as wrong:
             conn.execute("SELEC 1")

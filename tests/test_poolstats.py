@@ -183,3 +183,16 @@ def test_help_documents_options_and_exit_status(server):
 )
 def test_exit_status_rules(recommendations, health, expected):
     assert poolstats.exit_status({"recommendations": recommendations}, health) == expected
+
+
+@pytest.mark.parametrize("argument", ["--watch=1e309", "--watch=inf", "--watch=nan", "--watch=-inf", "--watch=-1",
+                                      "--watch=0", "--watch=abc", "--watch=86401"])
+def test_a_bad_watch_interval_is_one_sentence(argument: str) -> None:
+    """No server needed: the interval is refused before anything is read (1e309 was a sleep() traceback)."""
+    result = subprocess.run([sys.executable, "manage.py", "poolstats", argument], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: --watch needs a number of seconds greater than 0 and at most 86400, "
+        f"not {argument.split('=', 1)[1]!r}."]

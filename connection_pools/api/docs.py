@@ -13,17 +13,28 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, 
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from .bodies import StrictBodyMixin
 from .views import AdminAPIView
 
 
-class _AdminOnly:
+class _AdminOnly(StrictBodyMixin):
     authentication_classes = AdminAPIView.authentication_classes
     permission_classes = AdminAPIView.permission_classes
 
-    def handle_exception(self, exc: Exception) -> Response:
-        response = super().handle_exception(exc)  # type: ignore[misc]
+    def _as_json(self) -> None:
+        # Errors and OPTIONS metadata are data, not a page: the HTML renderers need a template for them.
         self.request.accepted_renderer = JSONRenderer()  # type: ignore[attr-defined]
         self.request.accepted_media_type = "application/json"  # type: ignore[attr-defined]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)  # type: ignore[misc]
+        self._as_json()
+        return response
+
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        """The endpoint's metadata, as JSON whatever the page renders otherwise."""
+        response = super().options(request, *args, **kwargs)  # type: ignore[misc]
+        self._as_json()
         return response
 
     def get_renderers(self) -> list[Any]:

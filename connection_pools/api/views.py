@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from .. import conf
 from ..service import UnknownPool, connection_pool_service
 from . import serializers as s
+from .bodies import BodyField, StrictBodyMixin, validated
 
 ERRORS = {
     401: OpenApiResponse(s.ErrorSerializer, description="Not authenticated."),
@@ -37,8 +38,8 @@ def bad_request(errors: dict[str, Any]) -> Response:
                     status=status.HTTP_400_BAD_REQUEST)
 
 
-class AdminAPIView(APIView):
-    """Base view: admin-only, token then session authentication."""
+class AdminAPIView(StrictBodyMixin, APIView):
+    """Base view: admin-only, token then session authentication, strict bodies (``body_fields``)."""
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsAdminUser]
@@ -108,15 +109,24 @@ class ConfigView(AdminAPIView):
 class ResetStatsView(AdminAPIView):
     """Reset statistics (one pool, or all) in every process."""
 
+    body_fields = {"pool": BodyField("a pool name such as db_default or redis_cache; absent or null: every pool")}
+    #: Query parameters DRF itself reads (the response format).
+    framework_query = ("format",)
+
     @extend_schema(summary="Reset statistics", request=s.ResetStatsSerializer,
+                   parameters=[OpenApiParameter("pool", OpenApiTypes.STR,
+                                                description="Instead of the body: the pool to reset.")],
                    responses={200: s.ResetResultSerializer, 400: s.ErrorSerializer,
                               404: s.ErrorSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
-        data = request.data if hasattr(request.data, "get") and request.data else request.query_params
-        params = s.ResetStatsSerializer(data=data)
-        if not params.is_valid():
-            return bad_request(params.errors)
-        pool = params.validated_data.get("pool") or None
+        params = self.body
+        if not params:
+            # No body: the pool may come in the query string, as strictly checked.
+            query = request.query_params.copy()
+            for name in self.framework_query:
+                query.pop(name, None)
+            params = validated(query, self.body_fields, where="query string")
+        pool = params.get("pool") or None
         try:
             return Response(connection_pool_service.reset_stats(pool))
         except UnknownPool as exc:

@@ -59,6 +59,16 @@ REDIS_POOL_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Upper bounds of what we accept (env vars and system checks). A value beyond them is a typo or an
+#: attack, and some would hang start-up: a blocking Redis pool fills one queue slot per connection.
+MAX_POOL_CONNECTIONS = 1000  # pool_size and max_overflow of one alias in one process; the tuner's bounds
+MAX_REDIS_CONNECTIONS = 10000  # max_connections of one Redis pool (Redis's own default maxclients)
+MAX_WAIT_SECONDS = 3600.0  # timeouts, intervals, cool-downs, pins
+MAX_LIFETIME_SECONDS = 7 * 86400.0  # pool_recycle, CONN_MAX_AGE
+MAX_HISTORY_POINTS = 10000  # HISTORY_SECONDS / HISTORY_INTERVAL: points kept per pool in Redis
+MAX_PROCESSES = 10000  # PROCESSES
+MAX_REPLICAS = 32  # aliases in DATABASE_REPLICA_URLS
+
 DEFAULTS: dict[str, Any] = {
     # Defaults for every PostgreSQL alias that uses our engine; an alias may
     # override any key in DATABASES[alias]["OPTIONS"]["pool"].
@@ -92,6 +102,10 @@ DEFAULTS: dict[str, Any] = {
         "connection_pools.sources.persistent.discover",
         "connection_pools.sources.redis.discover",
     ),
+    # How many processes open these pools at once (gunicorn workers of every server, Celery
+    # workers, commands). None: count the processes publishing snapshots. The system check
+    # connection_pools.W201 multiplies the pools' maximum by it (docs/postgresql-pools.md).
+    "PROCESSES": None,
     # Read replicas.
     "REPLICAS": {
         "BALANCING": "round_robin",  # or "least_busy"

@@ -8,14 +8,18 @@ deep inside a driver.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from .. import conf
+from ..core.masking import mask_url
 from . import DATABASE_POOL_DEFAULTS, REDIS_POOL_DEFAULTS
 
 ENGINE = "connection_pools.backends.postgresql"
@@ -29,58 +33,54 @@ DEFAULT_REDIS_CACHE_URL = "redis://127.0.0.1:56379/1"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_SHOWN_LENGTH = 120  # longer values are cut in messages: a sentence, not a page
+ENCODING_HINT = ("a user name or password holding /, ?, #, @ or : must be percent-encoded "
+                 "(%2F, %3F, %23, %40, %3A)")
 
 Environ = Mapping[str, str]
 
 
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password (if any) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:
-        # Unparseable: hide everything between "://" and "@" to be safe.
-        if "@" in url and "://" in url:
-            scheme, rest = url.split("://", 1)
-            return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-        return url
+def _shown(value: str) -> str:
+    """How a bad value is quoted in a message: any password masked, cut to a readable length."""
+    masked = mask_url(value)
+    if len(masked) > _SHOWN_LENGTH:
+        masked = masked[: _SHOWN_LENGTH - 3] + "..."
+    return repr(masked)
 
 
 def _bad(name: str, value: str, accepted: str) -> ImproperlyConfigured:
-    return ImproperlyConfigured(
-        f"Environment variable {name}={mask_url(value)!r} is invalid: expected {accepted}."
-    )
+    return ImproperlyConfigured(f"Environment variable {name}={_shown(value)} is invalid: expected {accepted}.")
 
 
-def env_int(environ: Environ, name: str, default: int, *, minimum: int = 0) -> int:
-    """Read an integer ``>= minimum``."""
+def env_int(environ: Environ, name: str, default: int, *, minimum: int = 0, maximum: int) -> int:
+    """Read a whole number from ``minimum`` to ``maximum``."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
+    accepted = f"a whole number >= {minimum} and <= {maximum}"
     try:
         value = int(raw)
-    except ValueError:
-        raise _bad(name, raw, f"a whole number >= {minimum}") from None
-    if value < minimum:
-        raise _bad(name, raw, f"a whole number >= {minimum}")
+    except ValueError:  # also a number of more digits than int() parses
+        raise _bad(name, raw, accepted) from None
+    if not minimum <= value <= maximum:
+        raise _bad(name, raw, accepted)
     return value
 
 
-def env_float(environ: Environ, name: str, default: float, *, minimum: float = 0.0, strict: bool = False) -> float:
-    """Read a number of seconds ``>= minimum`` (``> minimum`` when ``strict``)."""
+def env_float(environ: Environ, name: str, default: float, *, minimum: float = 0.0, maximum: float,
+              strict: bool = False) -> float:
+    """Read a number of seconds from ``minimum`` (excluded when ``strict``) to ``maximum``."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
-    accepted = f"a number of seconds {'>' if strict else '>='} {minimum:g}"
+    accepted = f"a number of seconds {'>' if strict else '>='} {minimum:g} and <= {maximum:g}"
     try:
         value = float(raw)
     except ValueError:
         raise _bad(name, raw, accepted) from None
-    if value != value or value in (float("inf"), float("-inf")) or value < minimum or (strict and value == minimum):
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum) or value > maximum:
         raise _bad(name, raw, accepted)
     return value
 
@@ -97,9 +97,31 @@ def env_bool(environ: Environ, name: str, default: bool) -> bool:
     raise _bad(name, raw, "one of " + "/".join(_TRUE + _FALSE))
 
 
+def env_choice(environ: Environ, name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Read one of ``choices`` (case-insensitive); returns it spelled as in ``choices``."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    by_folded = {choice.casefold(): choice for choice in choices}
+    if raw.casefold() not in by_folded:
+        raise _bad(name, raw, "one of " + ", ".join(choices))
+    return by_folded[raw.casefold()]
+
+
 def env_list(environ: Environ, name: str, default: str = "") -> list[str]:
     """Read a comma-separated list; blanks are dropped."""
     return [item.strip() for item in environ.get(name, default).split(",") if item.strip()]
+
+
+def _unencoded_credentials(url: str) -> bool:
+    """True when an ``@`` lies beyond where ``urlsplit`` ends the netloc: the user name or
+    password holds a raw ``/``, ``?`` or ``#``, and the URL would be misread (host, port, name)."""
+    after_scheme = url.split("://", 1)[1] if "://" in url else url
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return "@" in after_scheme
+    return "@" in after_scheme and "@" not in netloc
 
 
 def parse_database_url(name: str, url: str) -> dict[str, Any]:
@@ -108,6 +130,8 @@ def parse_database_url(name: str, url: str) -> dict[str, Any]:
     if scheme not in POSTGRES_SCHEMES:
         raise _bad(name, url, "a PostgreSQL URL such as postgres://user:password@host:5432/dbname "
                    f"(scheme one of {', '.join(POSTGRES_SCHEMES)})")
+    if _unencoded_credentials(url):
+        raise _bad(name, url, f"a well-formed URL postgres://user:password@host:port/dbname: {ENCODING_HINT}")
     try:
         config = dict(dj_database_url.parse(url))
     except (ValueError, dj_database_url.ParseError) as exc:
@@ -120,6 +144,8 @@ def parse_database_url(name: str, url: str) -> dict[str, Any]:
 
 def parse_redis_url(name: str, url: str) -> str:
     """Validate a Redis URL and return it."""
+    if _unencoded_credentials(url):
+        raise _bad(name, url, f"a well-formed URL redis://[:password@]host:port/db: {ENCODING_HINT}")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -130,22 +156,46 @@ def parse_redis_url(name: str, url: str) -> str:
     if parts.scheme != "unix" and not parts.hostname:
         raise _bad(name, url, "a Redis URL with a host, e.g. redis://127.0.0.1:6379/0")
     db = parts.path.lstrip("/")
-    if db and not db.isdigit():
+    if db and not (db.isascii() and db.isdigit()):
         raise _bad(name, url, "a Redis URL whose path is a database number, e.g. redis://host:6379/0")
+    if "max_connections" in parts.query:
+        # Options in the URL win over the settings: this one would bypass REDIS_POOL_SIZE's bound.
+        raise _bad(name, url, "a Redis URL without max_connections (set REDIS_POOL_SIZE or REDIS_MAX_CONNECTIONS)")
     return url
+
+
+def replica_urls(environ: Environ) -> list[str]:
+    """``DATABASE_REPLICA_URLS``: at most ``MAX_REPLICAS`` comma-separated PostgreSQL URLs."""
+    urls = env_list(environ, "DATABASE_REPLICA_URLS", DEFAULT_REPLICA_URLS)
+    if any("://" not in url for url in urls):
+        # A piece without a scheme is most likely the tail of a password that holds a comma:
+        # quoting it (or its neighbour) would print part of that password.
+        raise ImproperlyConfigured(
+            "Environment variable DATABASE_REPLICA_URLS is invalid: expected comma-separated URLs "
+            "postgres://user:password@host:port/dbname, and one of its items is not a URL "
+            "(a comma in a password must be percent-encoded as %2C).")
+    if len(urls) > conf.MAX_REPLICAS:
+        raise ImproperlyConfigured(
+            f"Environment variable DATABASE_REPLICA_URLS is invalid: expected at most {conf.MAX_REPLICAS} "
+            f"replica URLs, got {len(urls)}.")
+    return urls
 
 
 def database_pool_settings(environ: Environ) -> dict[str, Any]:
     """The guide's six PostgreSQL pool settings from ``DATABASE_POOL_*``."""
     d = DATABASE_POOL_DEFAULTS
+    most = conf.MAX_POOL_CONNECTIONS
     return {
-        "pool_size": env_int(environ, "DATABASE_POOL_SIZE", d["pool_size"], minimum=1),
-        "max_overflow": env_int(environ, "DATABASE_POOL_OVERFLOW", d["max_overflow"], minimum=0),
-        "pool_timeout": env_float(environ, "DATABASE_POOL_TIMEOUT", d["pool_timeout"], strict=True),
-        "pool_recycle": env_float(environ, "DATABASE_POOL_RECYCLE", d["pool_recycle"], strict=True),
+        "pool_size": env_int(environ, "DATABASE_POOL_SIZE", d["pool_size"], minimum=1, maximum=most),
+        "max_overflow": env_int(environ, "DATABASE_POOL_OVERFLOW", d["max_overflow"], minimum=0, maximum=most),
+        "pool_timeout": env_float(environ, "DATABASE_POOL_TIMEOUT", d["pool_timeout"], strict=True,
+                                  maximum=conf.MAX_WAIT_SECONDS),
+        "pool_recycle": env_float(environ, "DATABASE_POOL_RECYCLE", d["pool_recycle"], strict=True,
+                                  maximum=conf.MAX_LIFETIME_SECONDS),
         "pool_pre_ping": env_bool(environ, "DATABASE_POOL_PRE_PING", d["pool_pre_ping"]),
         "pool_use_lifo": env_bool(environ, "DATABASE_POOL_USE_LIFO", d["pool_use_lifo"]),
-        "pool_pre_ping_window": env_float(environ, "DATABASE_POOL_PRE_PING_WINDOW", d["pool_pre_ping_window"]),
+        "pool_pre_ping_window": env_float(environ, "DATABASE_POOL_PRE_PING_WINDOW", d["pool_pre_ping_window"],
+                                          maximum=conf.MAX_WAIT_SECONDS),
     }
 
 
@@ -158,7 +208,7 @@ def databases(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
     """
     environ = os.environ if environ is None else environ
     pooled = env_bool(environ, "DATABASE_POOL_ENABLED", True)
-    conn_max_age = env_int(environ, "DATABASE_CONN_MAX_AGE", 0, minimum=0)
+    conn_max_age = env_int(environ, "DATABASE_CONN_MAX_AGE", 0, minimum=0, maximum=int(conf.MAX_LIFETIME_SECONDS))
     if pooled and conn_max_age:
         raise ImproperlyConfigured(
             f"Environment variable DATABASE_CONN_MAX_AGE={conn_max_age} needs DATABASE_POOL_ENABLED=false: "
@@ -178,8 +228,8 @@ def databases(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
         return config
 
     result = {"default": alias_config("DATABASE_URL", environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))}
-    replica_urls = env_list(environ, "DATABASE_REPLICA_URLS", DEFAULT_REPLICA_URLS)
-    for alias, url in zip(replica_aliases(environ), replica_urls, strict=True):
+    urls = replica_urls(environ)
+    for alias, url in zip(replica_aliases(environ), urls, strict=True):
         replica = alias_config("DATABASE_REPLICA_URLS", url)
         replica["TEST"] = {"MIRROR": "default"}
         result[alias] = replica
@@ -192,75 +242,149 @@ def redis_pools(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
     environ = os.environ if environ is None else environ
     main = dict(REDIS_POOL_DEFAULTS["main"])
     cache = dict(REDIS_POOL_DEFAULTS["cache"])
+    most = conf.MAX_REDIS_CONNECTIONS
+    wait = conf.MAX_WAIT_SECONDS
     main["url"] = parse_redis_url("REDIS_URL", environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     cache["url"] = parse_redis_url("REDIS_CACHE_URL", environ.get("REDIS_CACHE_URL", DEFAULT_REDIS_CACHE_URL))
-    main["max_connections"] = env_int(environ, "REDIS_POOL_SIZE", main["max_connections"], minimum=1)
-    cache["max_connections"] = env_int(environ, "REDIS_MAX_CONNECTIONS", cache["max_connections"], minimum=1)
+    main["max_connections"] = env_int(environ, "REDIS_POOL_SIZE", main["max_connections"], minimum=1, maximum=most)
+    cache["max_connections"] = env_int(environ, "REDIS_MAX_CONNECTIONS", cache["max_connections"], minimum=1,
+                                       maximum=most)
     # Settings both pools share; see docs/redis-pools.md.
     for pool in (main, cache):
         pool["blocking"] = env_bool(environ, "REDIS_POOL_BLOCKING", pool["blocking"])
-        pool["blocking_timeout"] = env_float(environ, "REDIS_POOL_TIMEOUT", pool["blocking_timeout"], strict=True)
-        pool["socket_timeout"] = env_float(environ, "REDIS_SOCKET_TIMEOUT", pool["socket_timeout"], strict=True)
+        pool["blocking_timeout"] = env_float(environ, "REDIS_POOL_TIMEOUT", pool["blocking_timeout"], strict=True,
+                                             maximum=wait)
+        pool["socket_timeout"] = env_float(environ, "REDIS_SOCKET_TIMEOUT", pool["socket_timeout"], strict=True,
+                                           maximum=wait)
         pool["socket_connect_timeout"] = env_float(
-            environ, "REDIS_SOCKET_CONNECT_TIMEOUT", pool["socket_connect_timeout"], strict=True)
+            environ, "REDIS_SOCKET_CONNECT_TIMEOUT", pool["socket_connect_timeout"], strict=True, maximum=wait)
         pool["health_check_interval"] = env_int(
-            environ, "REDIS_HEALTH_CHECK_INTERVAL", pool["health_check_interval"], minimum=0)
+            environ, "REDIS_HEALTH_CHECK_INTERVAL", pool["health_check_interval"], minimum=0, maximum=int(wait))
     return {"main": main, "cache": cache}
 
 
 def replica_aliases(environ: Environ) -> list[str]:
     """``replica1``, ``replica2``, ...: one alias per ``DATABASE_REPLICA_URLS`` entry."""
-    urls = env_list(environ, "DATABASE_REPLICA_URLS", DEFAULT_REPLICA_URLS)
-    return [f"replica{index}" for index in range(1, len(urls) + 1)]
+    return [f"replica{index}" for index in range(1, len(replica_urls(environ)) + 1)]
 
 
 def replica_settings(environ: Environ) -> dict[str, Any]:
     """Read-replica routing settings from ``DATABASE_REPLICA_*`` (see docs/read-replicas.md)."""
-    balancing = environ.get("DATABASE_REPLICA_BALANCING", "").strip().lower() or "round_robin"
-    if balancing not in ("round_robin", "least_busy"):
-        raise _bad("DATABASE_REPLICA_BALANCING", balancing, "round_robin or least_busy")
+    wait = conf.MAX_WAIT_SECONDS
     return {
         "ALIASES": replica_aliases(environ),
-        "BALANCING": balancing,
-        "MAX_LAG_SECONDS": env_float(environ, "DATABASE_REPLICA_MAX_LAG", 30.0),
-        "LAG_SAMPLE_INTERVAL": env_float(environ, "DATABASE_REPLICA_LAG_INTERVAL", 2.0, strict=True),
-        "COOLDOWN_SECONDS": env_float(environ, "DATABASE_REPLICA_COOLDOWN", 10.0),
-        "PIN_SECONDS": env_float(environ, "DATABASE_REPLICA_PIN_SECONDS", 5.0),
+        "BALANCING": env_choice(environ, "DATABASE_REPLICA_BALANCING", "round_robin", ("round_robin", "least_busy")),
+        "MAX_LAG_SECONDS": env_float(environ, "DATABASE_REPLICA_MAX_LAG", 30.0, maximum=86400.0),
+        "LAG_SAMPLE_INTERVAL": env_float(environ, "DATABASE_REPLICA_LAG_INTERVAL", 2.0, strict=True, maximum=wait),
+        "COOLDOWN_SECONDS": env_float(environ, "DATABASE_REPLICA_COOLDOWN", 10.0, maximum=wait),
+        "PIN_SECONDS": env_float(environ, "DATABASE_REPLICA_PIN_SECONDS", 5.0, maximum=wait),
     }
+
+
+def tuner_settings(environ: Environ) -> dict[str, Any]:
+    """The auto-tuner's switches and bounds from ``CONNECTION_POOLS_TUNER_*``."""
+    most = conf.MAX_POOL_CONNECTIONS
+    tuner = {
+        "ENABLED": env_bool(environ, "CONNECTION_POOLS_TUNER", False),
+        "ALLOW_APPLY": env_bool(environ, "CONNECTION_POOLS_TUNER_ALLOW_APPLY", False),
+        "INTERVAL": env_float(environ, "CONNECTION_POOLS_TUNER_INTERVAL", 60.0, minimum=1.0, maximum=86400.0),
+        "MIN_POOL_SIZE": env_int(environ, "CONNECTION_POOLS_TUNER_MIN_POOL_SIZE", 1, minimum=1, maximum=most),
+        "MAX_POOL_SIZE": env_int(environ, "CONNECTION_POOLS_TUNER_MAX_POOL_SIZE", 50, minimum=1, maximum=most),
+        "MAX_OVERFLOW": env_int(environ, "CONNECTION_POOLS_TUNER_MAX_OVERFLOW", 100, minimum=0, maximum=most),
+    }
+    if tuner["MIN_POOL_SIZE"] > tuner["MAX_POOL_SIZE"]:
+        raise ImproperlyConfigured(
+            f"Environment variable CONNECTION_POOLS_TUNER_MIN_POOL_SIZE={tuner['MIN_POOL_SIZE']} is invalid: "
+            f"expected at most CONNECTION_POOLS_TUNER_MAX_POOL_SIZE={tuner['MAX_POOL_SIZE']}.")
+    return tuner
+
+
+def key_prefix(environ: Environ) -> str:
+    """``CONNECTION_POOLS_KEY_PREFIX``: the Redis key prefix of the shared statistics."""
+    raw = environ.get("CONNECTION_POOLS_KEY_PREFIX", "").strip()
+    if not raw:
+        return "connection_pools"
+    if not _KEY_PREFIX.fullmatch(raw):
+        raise _bad("CONNECTION_POOLS_KEY_PREFIX", raw, "1 to 100 letters, digits, '_', '.', ':' or '-'")
+    return raw
+
+
+def processes(environ: Environ) -> int | None:
+    """``CONNECTION_POOLS_PROCESSES``: how many processes open the pools at once (None: unknown)."""
+    raw = environ.get("CONNECTION_POOLS_PROCESSES", "").strip()
+    if not raw:
+        return None
+    return env_int(environ, "CONNECTION_POOLS_PROCESSES", 1, minimum=1, maximum=conf.MAX_PROCESSES)
 
 
 def connection_pools(environ: Environ | None = None) -> dict[str, Any]:
     """The ``CONNECTION_POOLS`` settings dict that the env vars determine."""
     environ = os.environ if environ is None else environ
-    return {
+    wait = conf.MAX_WAIT_SECONDS
+    settings = {
         "DATABASE_POOL": database_pool_settings(environ),
         "REDIS": redis_pools(environ),
         "WARM_ON_STARTUP": env_bool(environ, "CONNECTION_POOLS_WARM", False),
         "REPLICAS": replica_settings(environ),
         # Dashboard history: seconds between points, and seconds kept.
-        "HISTORY_INTERVAL": env_float(environ, "CONNECTION_POOLS_HISTORY_INTERVAL", 5.0, minimum=0.5),
-        "HISTORY_SECONDS": env_float(environ, "CONNECTION_POOLS_HISTORY_SECONDS", 3600.0, minimum=60.0),
-        "TUNER": {
-            "ENABLED": env_bool(environ, "CONNECTION_POOLS_TUNER", False),
-            "ALLOW_APPLY": env_bool(environ, "CONNECTION_POOLS_TUNER_ALLOW_APPLY", False),
-            "INTERVAL": env_float(environ, "CONNECTION_POOLS_TUNER_INTERVAL", 60.0, minimum=1.0),
-            "MIN_POOL_SIZE": env_int(environ, "CONNECTION_POOLS_TUNER_MIN_POOL_SIZE", 1, minimum=1),
-            "MAX_POOL_SIZE": env_int(environ, "CONNECTION_POOLS_TUNER_MAX_POOL_SIZE", 50, minimum=1),
-            "MAX_OVERFLOW": env_int(environ, "CONNECTION_POOLS_TUNER_MAX_OVERFLOW", 100, minimum=0),
-        },
+        "HISTORY_INTERVAL": env_float(environ, "CONNECTION_POOLS_HISTORY_INTERVAL", 5.0, minimum=0.5, maximum=wait),
+        "HISTORY_SECONDS": env_float(environ, "CONNECTION_POOLS_HISTORY_SECONDS", 3600.0, minimum=60.0,
+                                     maximum=conf.MAX_LIFETIME_SECONDS),
+        "TUNER": tuner_settings(environ),
         # Cross-process statistics (docs/api.md): Redis key prefix, publish interval, snapshot TTL.
-        "KEY_PREFIX": environ.get("CONNECTION_POOLS_KEY_PREFIX", "").strip() or "connection_pools",
-        "PUBLISH_INTERVAL": env_float(environ, "CONNECTION_POOLS_PUBLISH_INTERVAL", 5.0, minimum=0.1),
-        "SNAPSHOT_TTL": env_float(environ, "CONNECTION_POOLS_SNAPSHOT_TTL", 30.0, minimum=1.0),
-        "HEALTH_CHECK_TIMEOUT": env_float(environ, "CONNECTION_POOLS_HEALTH_CHECK_TIMEOUT", 2.0, strict=True),
-        "HEALTH_INTERVAL": env_float(environ, "CONNECTION_POOLS_HEALTH_INTERVAL", 10.0, minimum=1.0),
+        "KEY_PREFIX": key_prefix(environ),
+        "PUBLISH_INTERVAL": env_float(environ, "CONNECTION_POOLS_PUBLISH_INTERVAL", 5.0, minimum=0.1, maximum=wait),
+        "SNAPSHOT_TTL": env_float(environ, "CONNECTION_POOLS_SNAPSHOT_TTL", 30.0, minimum=1.0, maximum=86400.0),
+        "HEALTH_CHECK_TIMEOUT": env_float(environ, "CONNECTION_POOLS_HEALTH_CHECK_TIMEOUT", 2.0, strict=True,
+                                          maximum=60.0),
+        "HEALTH_INTERVAL": env_float(environ, "CONNECTION_POOLS_HEALTH_INTERVAL", 10.0, minimum=1.0, maximum=3600.0),
+        "PROCESSES": processes(environ),
     }
+    _check_pairs(settings)
+    return settings
+
+
+def _check_pairs(settings: dict[str, Any]) -> None:
+    """Values that are fine alone but not together."""
+    if settings["SNAPSHOT_TTL"] <= settings["PUBLISH_INTERVAL"]:
+        # Snapshots would expire before their process publishes again: processes blink in and out.
+        raise ImproperlyConfigured(
+            f"Environment variable CONNECTION_POOLS_SNAPSHOT_TTL={settings['SNAPSHOT_TTL']:g} is invalid: "
+            f"expected more than CONNECTION_POOLS_PUBLISH_INTERVAL={settings['PUBLISH_INTERVAL']:g}.")
+    points = settings["HISTORY_SECONDS"] / settings["HISTORY_INTERVAL"]
+    if points > conf.MAX_HISTORY_POINTS:
+        raise ImproperlyConfigured(
+            f"Environment variable CONNECTION_POOLS_HISTORY_SECONDS={settings['HISTORY_SECONDS']:g} is invalid: "
+            f"with CONNECTION_POOLS_HISTORY_INTERVAL={settings['HISTORY_INTERVAL']:g} it keeps {points:.0f} "
+            f"points per pool, expected at most {conf.MAX_HISTORY_POINTS} (lengthen the interval).")
+
+
+def allowed_hosts(environ: Environ | None = None) -> list[str]:
+    """``ALLOWED_HOSTS``: host names (``example.com``, ``.example.com``, ``*``, ``[::1]``), no URLs or ports."""
+    environ = os.environ if environ is None else environ
+    hosts = env_list(environ, "ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+    for host in hosts:
+        # Django compares the Host header without its port: "example.com:8000" or a URL never matches.
+        bare = host[host.index("]") + 1:] if host.startswith("[") and "]" in host else host
+        if "/" in host or ":" in bare or " " in host or len(host) > 253:
+            raise _bad("ALLOWED_HOSTS", host, "comma-separated host names such as example.com, .example.com or "
+                       "[::1] (IPv6 in brackets), without scheme or port")
+    return hosts
+
+
+def log_level(environ: Environ | None = None) -> str:
+    """``CONNECTION_POOLS_LOG_LEVEL``: the level of the ``connection_pools`` loggers."""
+    environ = os.environ if environ is None else environ
+    return env_choice(environ, "CONNECTION_POOLS_LOG_LEVEL", "INFO", LOG_LEVELS)
 
 
 def secret_key(environ: Environ | None = None, *, debug: bool) -> str:
-    """``SECRET_KEY``: required outside DEBUG; a fixed development key otherwise."""
+    """``SECRET_KEY``: required outside DEBUG; a fixed development key otherwise; never blank."""
     environ = os.environ if environ is None else environ
     key = environ.get("SECRET_KEY", "")
+    if key and not key.strip():
+        raise ImproperlyConfigured(
+            "Environment variable SECRET_KEY is blank (only whitespace): set it to a long random string.")
     if key:
         return key
     if not debug:

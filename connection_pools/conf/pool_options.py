@@ -31,6 +31,8 @@ from typing import Any, TypedDict
 
 from django.core.exceptions import ImproperlyConfigured
 
+from . import MAX_POOL_CONNECTIONS as _MAX_POOL_CONNECTIONS
+
 #: psycopg's name for each of the guide's settings that psycopg has.
 GUIDE_TO_PSYCOPG: dict[str, str] = {
     "pool_size": "min_size",
@@ -51,8 +53,8 @@ PSYCOPG_KEYS = (
 ENGINE_KEYS = ("kwargs", "conninfo", "open")
 ACCEPTED_KEYS = (*PSYCOPG_KEYS, *GUIDE_KEYS)
 
-#: Most connections one pool may hold (PostgreSQL's own max_connections caps at 262143).
-MAX_POOL_CONNECTIONS = 10_000
+#: Most connections one pool may hold in one process (the same bound as the env vars').
+MAX_POOL_CONNECTIONS = _MAX_POOL_CONNECTIONS
 #: psycopg_pool's defaults for the keywords the guide has no name for.
 DEFAULT_MAX_IDLE = 600.0
 DEFAULT_MAX_WAITING = 0

@@ -9,4 +9,5 @@ urlpatterns = [
     path("whoami/", views.whoami, name="whoami"),
     path("cached-count/", views.cached_count, name="cached-count"),
     path("slow/", views.slow, name="slow"),
+    path("slow-write/", views.slow_write, name="slow-write"),
 ]

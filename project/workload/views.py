@@ -1,21 +1,23 @@
 """Example workload views: JSON list/detail/create of items, a one-query view,
-a cached view, and a slow view that holds its connection.
+a cached view, a slow view that holds its connection, and a slow write.
 
 They are plain Django views (no auth) so load tools and fault tests can drive them.
+Every input is checked (:mod:`project.workload.inputs`): bad input is a 400 with a
+sentence. Every view that answers GET answers HEAD too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from django.core.cache import cache
-from django.db import connection, connections, router
+from django.db import connection, connections, router, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from .inputs import HeldWrite, InvalidInput, NewItem, limit_from_query, seconds_from_query
 from .models import Item
 
 
@@ -23,30 +25,29 @@ def _item(item: Item) -> dict:
     return {"id": item.id, "name": item.name, "quantity": item.quantity}
 
 
+def _invalid(exc: InvalidInput) -> JsonResponse:
+    return JsonResponse({"error": str(exc)}, status=400)
+
+
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def items(request: HttpRequest) -> JsonResponse:
     """GET: the latest items (a read, routed to a replica). POST: create one (a write)."""
+    try:
+        if request.method == "POST":
+            new = NewItem.from_body(request.body)
+        else:
+            limit = limit_from_query(request.GET.get("limit"))
+    except InvalidInput as exc:
+        return _invalid(exc)
     if request.method == "POST":
-        try:
-            data = json.loads(request.body or b"{}")
-            name = str(data.get("name", "")).strip()[:200]
-            quantity = int(data.get("quantity", 0))
-        except (ValueError, TypeError):
-            return JsonResponse({"error": "expected JSON {\"name\": str, \"quantity\": int}"}, status=400)
-        if not name:
-            return JsonResponse({"error": "name is required"}, status=400)
-        item = Item.objects.create(name=name, quantity=quantity)
+        item = Item.objects.create(name=new.name, quantity=new.quantity)
         return JsonResponse(_item(item), status=201)
-    raw_limit = request.GET.get("limit", "20")
-    if not raw_limit.isdigit():
-        return JsonResponse({"error": "limit must be a whole number from 1 to 100"}, status=400)
-    limit = min(max(int(raw_limit), 1), 100)
     rows = [_item(i) for i in Item.objects.all()[:limit]]
     return JsonResponse({"items": rows, "db": router.db_for_read(Item)})
 
 
-@require_GET
+@require_safe
 def item_detail(request: HttpRequest, pk: int) -> JsonResponse:
     """One item, or 404."""
     item = Item.objects.filter(pk=pk).first()
@@ -55,7 +56,7 @@ def item_detail(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(_item(item))
 
 
-@require_GET
+@require_safe
 def one_query(request: HttpRequest) -> JsonResponse:
     """Exactly one query on the primary: the benchmarks' unit of work (and which process served it)."""
     with connection.cursor() as cursor:
@@ -64,7 +65,7 @@ def one_query(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"value": value, "pid": os.getpid()})
 
 
-@require_GET
+@require_safe
 def whoami(request: HttpRequest) -> JsonResponse:
     """Which server a routed read lands on: alias and pg_is_in_recovery()."""
     alias = router.db_for_read(Item)
@@ -74,7 +75,7 @@ def whoami(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"alias": alias, "in_recovery": in_recovery, "backend_pid": pid})
 
 
-@require_GET
+@require_safe
 def cached_count(request: HttpRequest) -> JsonResponse:
     """A page that uses the cache: still answers (as a miss) when Redis is down."""
     count = cache.get("workload:item-count")
@@ -85,14 +86,29 @@ def cached_count(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"count": count, "cache_hit": hit})
 
 
-@require_GET
+@require_safe
 def slow(request: HttpRequest) -> JsonResponse:
-    """Hold a primary connection for ``?seconds=`` (max 30) with pg_sleep."""
+    """Hold a primary connection for ``?seconds=`` (0 to 30) with pg_sleep."""
     try:
-        seconds = min(max(float(request.GET.get("seconds", "1")), 0.0), 30.0)
-    except ValueError:
-        return JsonResponse({"error": "seconds must be a number"}, status=400)
+        seconds = seconds_from_query(request.GET.get("seconds"))
+    except InvalidInput as exc:
+        return _invalid(exc)
     started = time.monotonic()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(%s)", [seconds])
     return JsonResponse({"slept": round(time.monotonic() - started, 3)})
+
+
+@csrf_exempt
+@require_POST
+def slow_write(request: HttpRequest) -> JsonResponse:
+    """Create an item, then hold the transaction open ``seconds`` before committing (fault tests cut it)."""
+    try:
+        held = HeldWrite.from_body(request.body)
+    except InvalidInput as exc:
+        return _invalid(exc)
+    with transaction.atomic():
+        item = Item.objects.create(name=held.name)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(%s)", [held.seconds])
+    return JsonResponse(_item(item), status=201)

@@ -65,8 +65,9 @@ def collect_static_once() -> None:
 class GunicornServer:
     """``with GunicornServer(workers=3) as server: server.get("/items/")``."""
 
-    def __init__(self, *, workers: int = 3, threads: int = 4, env: Mapping[str, str] | None = None,
+    def __init__(self, *, workers: int = 3, threads: int | None = 4, env: Mapping[str, str] | None = None,
                  timeout: float = 60.0, extra_args: list[str] | None = None) -> None:
+        """``threads=None``: the project's own setting (project/gunicorn_conf.py), as ``make run`` uses it."""
         self.workers = workers
         self.threads = threads
         self.port = free_port()
@@ -101,8 +102,8 @@ class GunicornServer:
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "--threads", str(self.threads), "--graceful-timeout", "5",
-             "--config", "python:project.gunicorn_conf", *self.extra_args],
+             "--workers", str(self.workers), *([] if self.threads is None else ["--threads", str(self.threads)]),
+             "--graceful-timeout", "5", "--config", "python:project.gunicorn_conf", *self.extra_args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )

@@ -75,8 +75,9 @@ class Traffic:
     """
 
     def __init__(self, base_url: str, calls: Sequence[Call], *, clients: int = 4, max_seconds: float = 90.0,
-                 timeout: float = 30.0, name_prefix: str = "traffic") -> None:
+                 timeout: float = 30.0, name_prefix: str = "traffic", headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers or {})  # sent with every request (e.g. an API token)
         self.calls = list(calls)
         self.clients = clients
         self.max_seconds = max_seconds
@@ -126,7 +127,7 @@ class Traffic:
 
     def _send(self, call: Call) -> None:
         name = data = None
-        headers = {}
+        headers = dict(self.headers)
         if call.method == "POST":
             name = f"{self.name_prefix}-{next(self._counter)}"
             data = json.dumps({"name": name, "quantity": 1}).encode()

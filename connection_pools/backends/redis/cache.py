@@ -96,6 +96,6 @@ def _outage_logger(server: str, interval: float) -> OutageLogger:
 
 
 def _mask(server: str) -> str:
-    from ...conf.env import mask_url
+    from ...core.masking import mask_url
 
     return mask_url(server)

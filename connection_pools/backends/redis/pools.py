@@ -37,11 +37,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 from redis.connection import BlockingConnectionPool, Connection, ConnectionPool, SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ... import conf
 from ...conf import get as conf_get
 from ...conf.aliases import pool_name_for_redis
 from ...core.counters import PoolCounters
@@ -352,11 +354,21 @@ def pool_class(blocking: bool) -> type:
     return InstrumentedBlockingConnectionPool if blocking else InstrumentedConnectionPool
 
 
+def checked_max_connections(name: str, value: Any) -> int:
+    """``max_connections`` of pool ``name``, refused beyond ``conf.MAX_REDIS_CONNECTIONS``: a blocking
+    pool fills one queue slot per connection when it is built, so a huge value hangs start-up."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= conf.MAX_REDIS_CONNECTIONS:
+        raise ImproperlyConfigured(
+            f"CONNECTION_POOLS['REDIS'][{name!r}]['max_connections'] is {value!r}: "
+            f"expected a whole number from 1 to {conf.MAX_REDIS_CONNECTIONS}.")
+    return value
+
+
 def pool_kwargs(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments (besides the URL) that give the guide's settings to the pool class."""
     kwargs: dict[str, Any] = {
         "pool_name": name,
-        "max_connections": int(settings["max_connections"]),
+        "max_connections": checked_max_connections(name, settings["max_connections"]),
         "socket_keepalive": bool(settings["socket_keepalive"]),
         "retry_on_timeout": bool(settings["retry_on_timeout"]),
         "health_check_interval": int(settings["health_check_interval"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -26,6 +27,22 @@ Exit status (usable from cron or Nagios):
 With --watch the status is that of the last refresh before Ctrl-C."""
 
 
+#: The longest refresh interval --watch accepts (a day): beyond it, time.sleep() itself refuses.
+WATCH_MAX_SECONDS = 86400.0
+
+
+def watch_seconds(raw: Any) -> float:
+    """``--watch``'s value: a finite number of seconds, more than 0 and at most a day; else one sentence."""
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or not 0 < seconds <= WATCH_MAX_SECONDS:
+        raise CommandError(f"--watch needs a number of seconds greater than 0 and at most {WATCH_MAX_SECONDS:g}, "
+                           f"not {str(raw)[:40]!r}.", returncode=EXIT_NO_DATA)
+    return seconds
+
+
 class NoData(Exception):
     """Nothing to show: Redis is unreachable or no server process is publishing."""
 
@@ -43,16 +60,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print the aggregate (and health) as JSON")
         parser.add_argument(
-            "--watch", type=float, metavar="SECONDS", default=None,
-            help="refresh every SECONDS until Ctrl-C (with --json: one JSON document per line)",
+            "--watch", metavar="SECONDS", default=None,
+            help=f"refresh every SECONDS (more than 0, at most {WATCH_MAX_SECONDS:g}) until Ctrl-C "
+                 "(with --json: one JSON document per line)",
         )
         parser.add_argument("--pool", metavar="NAME", help="only this pool (e.g. db_default, redis_cache)")
         parser.add_argument("--alerts", action="store_true", help="print only high-severity findings")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        watch = options["watch"]
-        if watch is not None and watch <= 0:
-            raise CommandError("--watch needs a number of seconds greater than 0.", returncode=EXIT_NO_DATA)
+        watch = None if options["watch"] is None else watch_seconds(options["watch"])
         if watch is None:
             code = self._once(options)
         else:
