@@ -42,8 +42,8 @@ def check_pool_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from django.core.exceptions import ImproperlyConfigured
     from django.db import connections
 
+    from .backends.postgresql.live import ENGINE
     from .conf.pool_options import is_pooled, resolve
-    from .pools.postgres import ENGINE
 
     errors: list[Error] = []
     for alias, db in connections.settings.items():
@@ -158,7 +158,7 @@ def check_replica_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """connection_pools.E101: bad REPLICAS values; W101: replicas but no ReplicaRouter."""
     from django.conf import settings
 
-    from . import replicas
+    from .routing import replicas
 
     messages: list[Any] = [
         Error(f"CONNECTION_POOLS['REPLICAS']: {problem}", hint="See docs/read-replicas.md.", id="connection_pools.E101")

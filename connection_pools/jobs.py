@@ -22,10 +22,10 @@ def _alerts_interval() -> float:
 
 def register() -> None:
     """Register every job (idempotent: a second call replaces the first)."""
-    from . import replicas
+    from .backends.postgresql import live as postgres
     from .cluster import publish, rollup
     from .insight import alerts, health, history, tuner
-    from .pools import postgres
+    from .routing import replicas
 
     jobs.every(_publish_interval, "connection_pools.publish")(publish.publish)
     jobs.every(_publish_interval, "connection_pools.rollup")(rollup.roll_up)

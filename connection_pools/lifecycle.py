@@ -18,9 +18,9 @@ def start_jobs(**kwargs: Any) -> None:
 def after_fork() -> None:
     """Called in a freshly forked worker (gunicorn ``post_fork``)."""
     from .backends.persistent import forget as forget_persistent
+    from .backends.postgresql import live as postgres
     from .backends.redis import pools as redis_pools
     from .core import jobs
-    from .pools import postgres
 
     postgres.after_fork()  # replace pools inherited from the parent, then warm if configured
     forget_persistent()
@@ -34,11 +34,11 @@ def at_shutdown() -> None:
 
     if not apps.ready:
         return  # Django never started here (the application failed to load): nothing to close
+    from .backends.postgresql import live as postgres
     from .backends.redis import pools as redis_pools
     from .cluster import publish, rollup
     from .cluster.store import store
     from .core import jobs
-    from .pools import postgres
 
     postgres.close_pools()  # their sessions end cleanly; exit does not wait on psycopg's threads
     jobs.stop()

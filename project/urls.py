@@ -8,7 +8,7 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 
 urlpatterns = [
-    path("admin/connection-pools/", include("connection_pools.dashboard_urls")),
+    path("admin/connection-pools/", include("connection_pools.dashboard.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/admin/connection-pools/", include("connection_pools.api.urls")),
     path("", include("django_prometheus.urls")),

@@ -153,10 +153,10 @@ def test_a_scrape_opens_no_database_connection_and_reads_the_store_once(settings
     import psycopg
     from django.test import Client
 
+    from connection_pools.backends.postgresql.live import get_pool
     from connection_pools.cluster import publish, rollup
     from connection_pools.cluster.store import store
     from connection_pools.insight import health
-    from connection_pools.pools.postgres import get_pool
     from tests.support.admin_api import unique_prefix
 
     settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "KEY_PREFIX": unique_prefix("scrape")}

@@ -110,7 +110,7 @@ def test_warmpools_opens_pool_size_connections_and_reports(capsys):
 
 @pytest.mark.django_db(transaction=True)
 def test_ping_reports_latency_and_counts_a_checkout():
-    from connection_pools.pools.postgres import get_pool, ping
+    from connection_pools.backends.postgresql.live import get_pool, ping
 
     pool = get_pool("default")
     before = pool.counters.count("checkouts")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from connection_pools.pools.postgres import InstrumentedPool
+from connection_pools.backends.postgresql.live import InstrumentedPool
 from tests.support.pg import (
     dispose,
     make_wrapper,

@@ -11,8 +11,8 @@ from django.db import OperationalError
 from psycopg_pool import PoolTimeout
 
 from connection_pools.backends.postgresql import compat
+from connection_pools.backends.postgresql.live import DatabaseUnavailable, InstrumentedPool
 from connection_pools.checks import check_psycopg_pool_internals
-from connection_pools.pools.postgres import DatabaseUnavailable, InstrumentedPool
 from tests.support.pg import (
     backend_pid,
     counters_of,
@@ -231,7 +231,7 @@ def test_server_refusing_connections_fails_fast_with_a_clear_error():
 
 
 def test_resize_grows_and_shrinks_a_live_pool(small_pool, monkeypatch):
-    from connection_pools.pools import postgres
+    from connection_pools.backends.postgresql import live as postgres
     from connection_pools.signals import pool_resized
 
     wrapper, pool = small_pool(pool_size=1, max_overflow=0)

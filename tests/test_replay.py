@@ -21,8 +21,8 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from connection_pools import routing
-from connection_pools.pinning import no_replay
-from connection_pools.statements import is_read_statement
+from connection_pools.middleware.pinning import no_replay
+from connection_pools.routing.statements import is_read_statement
 from project.workload.models import Item
 from tests.support.pg import dispose, make_wrapper, terminate
 from tests.support.server import free_port
@@ -205,7 +205,7 @@ def test_raw_sql_that_may_write_counts_as_a_write_and_pins_the_client() -> None:
 
 
 def test_a_user_execute_wrapper_is_removed_as_usual_and_ours_stays() -> None:
-    from connection_pools.statements import observe_statement
+    from connection_pools.routing.statements import observe_statement
 
     seen: list[str] = []
 

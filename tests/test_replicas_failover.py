@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from connection_pools import replicas, routing
+from connection_pools.routing import replicas, scopes
 from tests.support import services
 from tests.support.replication import REPLICA, wait_for_replica
 
@@ -56,9 +56,9 @@ def replica_serves_every_read(url: str, in_a_row: int = 12) -> bool:
 @pytest.fixture(autouse=True)
 def fresh_routing_state():
     replicas.reset_state()
-    token = routing._state.set(None)
+    token = scopes._state.set(None)
     yield
-    routing._state.reset(token)
+    scopes._state.reset(token)
     replicas.reset_state()
 
 

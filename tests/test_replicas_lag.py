@@ -14,9 +14,9 @@ from django.http import HttpRequest, JsonResponse
 from django.test import Client, override_settings
 from django.urls import include, path
 
-from connection_pools import replicas, routing
 from connection_pools.conf.aliases import spec_for
-from connection_pools.pinning import COOKIE_SALT
+from connection_pools.middleware.pinning import COOKIE_SALT
+from connection_pools.routing import replicas, scopes
 from connection_pools.sources.postgres import PostgresSource
 from project.workload.models import Item
 from tests.support.replication import REPLICA, delayed_replay, wait_for_replica
@@ -45,9 +45,9 @@ urlpatterns = [path("write-then-read/", write_then_read), path("", include("proj
 @pytest.fixture(autouse=True)
 def fresh_routing_state():
     replicas.reset_state()
-    token = routing._state.set(None)
+    token = scopes._state.set(None)
     yield
-    routing._state.reset(token)
+    scopes._state.reset(token)
     replicas.reset_state()
 
 

@@ -21,9 +21,9 @@ from django.http import HttpRequest, JsonResponse
 from django.test import AsyncClient, override_settings
 from django.urls import include, path
 
-from connection_pools import env, get_session, replicas, routing
+from connection_pools import env, get_session, routing
 from connection_pools.routers import ReplicaRouter
-from connection_pools.routing import primary, read_only
+from connection_pools.routing import primary, read_only, replicas, scopes
 from project.workload.models import Item
 from tests.support.replication import REPLICA, wait_for_replica
 
@@ -60,11 +60,11 @@ def routed_read_and_close() -> tuple[str, bool]:
 def fresh_routing_state():
     """Each test starts unpinned, outside any scope, with every replica in rotation."""
     replicas.reset_state()
-    scope_token = routing._scope.set(None)
-    state_token = routing._state.set(None)
+    scope_token = scopes._scope.set(None)
+    state_token = scopes._state.set(None)
     yield
-    routing._state.reset(state_token)
-    routing._scope.reset(scope_token)
+    scopes._state.reset(state_token)
+    scopes._scope.reset(scope_token)
     replicas.reset_state()
 
 

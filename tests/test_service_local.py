@@ -14,12 +14,12 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from connection_pools.backends.postgresql.live import get_pool
 from connection_pools.backends.redis import pools as redis_pools
 from connection_pools.cluster import publish
 from connection_pools.cluster.store import StoreUnavailable, store
 from connection_pools.core.reports import PoolHealth, Recommendation, ServerBudget
 from connection_pools.insight import alerts, health, tuner
-from connection_pools.pools.postgres import get_pool
 from connection_pools.service import connection_pool_service
 from connection_pools.signals import pool_alert, pool_resized
 from connection_pools.sources.base import registry

@@ -21,7 +21,7 @@ from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 
-from .. import jsonbody
+from . import jsonbody
 
 #: Form fields a browser may add to any form post; never a parameter of ours.
 FORM_EXTRAS = ("csrfmiddlewaretoken",)

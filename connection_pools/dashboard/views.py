@@ -21,8 +21,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from . import conf
-from .insight import history
+from .. import conf
+from ..insight import history
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _api_base() -> str:
 @staff_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The page: a card per pool, charts, recommendations, config, processes."""
-    from .service import connection_pool_service
+    from ..service import connection_pool_service
 
     try:
         stats: dict[str, Any] | None = connection_pool_service.pool_stats()
@@ -87,7 +87,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @staff_required
 def reset(request: HttpRequest) -> HttpResponse:
     """Reset the statistics of every pool in every process (POST, CSRF-checked)."""
-    from .service import UnknownPool, connection_pool_service
+    from ..service import UnknownPool, connection_pool_service
 
     pool = request.POST.get("pool") or None
     try:
@@ -103,7 +103,7 @@ def reset(request: HttpRequest) -> HttpResponse:
 @staff_required
 def apply_suggestions(request: HttpRequest) -> HttpResponse:
     """Apply the sizing suggestions to the live pools (only when ``TUNER.ALLOW_APPLY``)."""
-    from .service import connection_pool_service
+    from ..service import connection_pool_service
 
     if not conf.get("TUNER").get("ALLOW_APPLY"):
         raise PermissionDenied("Applying suggestions is disabled (CONNECTION_POOLS['TUNER']['ALLOW_APPLY']).")

@@ -77,7 +77,7 @@ def check_database(spec: AliasSpec, seconds: float) -> tuple[PoolHealth, ServerL
 
 
 def _with_replica_state(check: PoolHealth, alias: str) -> PoolHealth:
-    from .. import replicas
+    from ..routing import replicas
 
     try:
         replicas.sample(alias)  # a fresh lag sample; it also updates the replica's rotation

@@ -116,7 +116,7 @@ def _fit_budget(change: SizingChange, new: Sizing, budget: ServerBudget | None) 
 
 def apply(changes: Iterable[SizingChange], *, reason: str) -> tuple[Performed, ...]:
     """Resize this process's pools and record the sizing for the others; one item per setting changed."""
-    from ..pools.postgres import resize_pool
+    from ..backends.postgresql.live import resize_pool
 
     performed: list[Performed] = []
     sizing: dict[str, str] = {}
@@ -145,7 +145,7 @@ def apply(changes: Iterable[SizingChange], *, reason: str) -> tuple[Performed, .
 
 def adopt(sizing: Mapping[str, str]) -> list[dict[str, object]]:
     """Resize this process's pools to the cluster's sizing where they differ."""
-    from ..pools.postgres import get_pool, resize_pool
+    from ..backends.postgresql.live import get_pool, resize_pool
 
     done = []
     for alias, raw in sizing.items():

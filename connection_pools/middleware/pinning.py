@@ -4,7 +4,7 @@
 
 * **Pinning.** A request with an unsafe method (POST, PUT, PATCH, DELETE), or
   one that writes (a routed write, or raw SQL that may write: see
-  :mod:`connection_pools.statements`), reads from the primary for the rest of the
+  :mod:`connection_pools.routing.statements`), reads from the primary for the rest of the
   request; its response carries a signed cookie (``REPLICAS["PIN_COOKIE"]``) so that
   the same client reads from the primary for ``PIN_SECONDS`` more -- longer than the
   replicas may lag, so a user never misses their own write.
@@ -33,8 +33,9 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefuncti
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
-from . import replicas, routing
-from .middleware import PoolStatsMiddleware, classify_failure
+from ..routing import replicas
+from ..routing import scopes as routing
+from .stats import PoolStatsMiddleware, classify_failure
 
 logger = logging.getLogger(__name__)
 

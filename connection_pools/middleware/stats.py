@@ -20,9 +20,9 @@ from html import escape
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from . import conf
-from .backends.postgresql.pool import DatabaseUnavailable
-from .pools.requestctx import RequestInfo, current_request
+from .. import conf
+from ..backends.postgresql.pool import DatabaseUnavailable
+from ..core.context import RequestInfo, current_request
 
 logger = logging.getLogger("connection_pools.middleware")
 

@@ -29,11 +29,11 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from . import conf
-from .conf.aliases import pool_name_for_alias
-from .conf.aliases import replica_aliases as configured_replicas
-from .core.runtime import runtime
-from .routing import PRIMARY
+from .. import conf
+from ..conf.aliases import pool_name_for_alias
+from ..conf.aliases import replica_aliases as configured_replicas
+from ..core.runtime import runtime
+from .scopes import PRIMARY
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Database router for read replicas.
 
 ``DATABASE_ROUTERS = ["connection_pools.routers.ReplicaRouter"]``: reads go to a
-healthy replica (see :mod:`connection_pools.routing` for scopes and pinning and
-:mod:`connection_pools.replicas` for health, lag and balancing), writes and
+healthy replica (see :mod:`connection_pools.routing.scopes` for scopes and pinning and
+:mod:`connection_pools.routing.replicas` for health, lag and balancing), writes and
 migrations to the primary; relations between the primary and its replicas are
 allowed (they hold the same rows).
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import replicas, routing
+from . import replicas
+from . import scopes as routing
 
 
 class ReplicaRouter:

@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar
 
 from django.db import connections
 
-from . import conf
+from .. import conf
 
 PRIMARY = "default"
 

@@ -14,7 +14,7 @@ Not seen: SQL sent on the driver connection directly (``connection.connection``)
 writes hidden in a read (a ``SELECT`` calling a function that modifies data,
 ``nextval()``, ``SELECT ... INTO``). A view doing those in a GET should call
 :func:`connection_pools.routing.note_write` first, or carry
-:func:`connection_pools.pinning.no_replay`.
+:func:`connection_pools.middleware.pinning.no_replay`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
-from . import routing
+from . import scopes as routing
 
 #: Statements that read or only manage the session/transaction. Anything else counts as a write,
 #: including WITH (it may hold INSERT/UPDATE/DELETE), EXPLAIN (ANALYZE runs the statement), COPY, CALL, DO.

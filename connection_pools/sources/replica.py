@@ -27,14 +27,14 @@ class AliasSource:
     def reset_replica(self) -> None:
         """A replica's counts are the replica set's: reset them too."""
         if self.role == "replica":
-            from ..replicas import reset_counts
+            from ..routing.replicas import reset_counts
 
             reset_counts(self.alias)
 
 
 def with_replica(snapshot: PoolSnapshot) -> PoolSnapshot:
     """``snapshot`` with the replica's lag, rotation, fallbacks and rotation exits in this process."""
-    from ..replicas import reading
+    from ..routing.replicas import reading
 
     replica = reading(snapshot.alias)
     gauges = replace(snapshot.gauges, replica_lag_seconds=replica.lag_seconds, lag_bytes=replica.lag_bytes,

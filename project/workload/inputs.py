@@ -1,6 +1,6 @@
 """The workload's inputs, checked strictly: a bad value is a 400 with a sentence, never a 500 or a guess.
 
-JSON bodies go through :func:`connection_pools.jsonbody.loads` (deep nesting, ``NaN``,
+JSON bodies go through :func:`connection_pools.api.jsonbody.loads` (deep nesting, ``NaN``,
 ``1e400``, NUL, lone surrogates...); then each field must have its exact type and fit
 the column it goes to (an ``IntegerField`` holds 32 bits in PostgreSQL).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import connections
 
-from connection_pools import jsonbody
+from connection_pools.api import jsonbody
 
 from .models import Item
 

@@ -25,7 +25,7 @@ from psycopg_pool import PoolTimeout
 
 from ... import conf
 from ...conf import pool_options as options
-from ...pools.requestctx import current_request
+from ...core.context import current_request
 from .. import persistent
 from . import fork
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper, metrics_for

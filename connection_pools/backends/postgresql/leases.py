@@ -16,7 +16,7 @@ from typing import Any
 from django.core.signals import setting_changed
 
 from ... import conf
-from ...pools.requestctx import RequestInfo
+from ...core.context import RequestInfo
 
 logger = logging.getLogger("connection_pools.postgres")
 

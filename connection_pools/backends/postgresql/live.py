@@ -13,12 +13,12 @@ import os
 import time
 from typing import Any
 
-from .. import conf
-from ..backends.postgresql import fork
-from ..backends.postgresql.base import DatabaseWrapper, live_pool
-from ..backends.postgresql.pool import DatabaseUnavailable, InstrumentedPool
-from ..conf.aliases import pool_name_for_alias
-from ..conf.pool_options import PoolConfig, is_pooled, resolve, role_for, target_of
+from ... import conf
+from ...conf.aliases import pool_name_for_alias
+from ...conf.pool_options import PoolConfig, is_pooled, resolve, role_for, target_of
+from . import fork
+from .base import DatabaseWrapper, live_pool
+from .pool import DatabaseUnavailable, InstrumentedPool
 
 __all__ = [
     "DatabaseUnavailable",
@@ -89,7 +89,7 @@ def resize_pool(alias: str, *, pool_size: int, max_overflow: int, reason: str = 
     connections at once and busy ones as they are returned. Sends ``pool_resized`` and
     returns ``{"pool", "old", "new"}``.
     """
-    from ..signals import pool_resized
+    from ...signals import pool_resized
 
     for key, value, minimum in (("pool_size", pool_size, 0), ("max_overflow", max_overflow, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -35,9 +35,9 @@ from psycopg_pool import PoolTimeout
 
 from ...conf.aliases import pool_name_for_alias
 from ...conf.pool_options import PoolConfig
+from ...core.context import RequestInfo, current_request
 from ...core.counters import PoolCounters
 from ...core.snapshots import Gauges
-from ...pools.requestctx import RequestInfo, current_request
 from . import compat
 from .leases import Leases
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from connection_pools.pools.postgres import pooled_aliases, warm_pools
+from connection_pools.backends.postgresql.live import pooled_aliases, warm_pools
 
 
 class Command(BaseCommand):

@@ -1,0 +1,32 @@
+"""Where a query goes: scopes and read-your-writes state (:mod:`.scopes`), the router
+(:mod:`.router`), the replica set with its health, lag and balancing (:mod:`.replicas`), and
+which statements a request sent (:mod:`.statements`).
+
+The public names stay importable from here: ``from connection_pools.routing import read_only, primary``.
+"""
+
+from __future__ import annotations
+
+from .scopes import (
+    PRIMARY,
+    RouteState,
+    Scope,
+    Session,
+    alias_for_read,
+    alias_for_write,
+    choose_read_alias,
+    current_scope,
+    current_state,
+    enter_request,
+    leave_request,
+    note_write,
+    primary,
+    read_only,
+    session,
+)
+
+__all__ = [
+    "PRIMARY", "RouteState", "Scope", "Session", "alias_for_read", "alias_for_write", "choose_read_alias",
+    "current_scope", "current_state", "enter_request", "leave_request", "note_write", "primary", "read_only",
+    "session",
+]
