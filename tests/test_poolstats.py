@@ -107,14 +107,21 @@ def test_alerts_only(server, published):
 
 
 def test_watch_refreshes_until_ctrl_c(server, published):
+    # faulthandler: if the command ever hangs after Ctrl-C, SIGABRT prints every thread's stack.
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "poolstats", "--json", "--watch", "0.5"], cwd=ROOT, env=server.env,
+        [sys.executable, "manage.py", "poolstats", "--json", "--watch", "0.5"], cwd=ROOT,
+        env={**server.env, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
     )
     try:
         lines = [process.stdout.readline() for _ in range(2)]
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
+        try:
+            _, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, err = process.communicate(timeout=10)
+            pytest.fail(f"poolstats --watch did not stop within 30 s of Ctrl-C; its threads:\n{err}")
     finally:
         if process.poll() is None:
             process.kill()
