@@ -20,7 +20,7 @@ help:
 	@echo "make test    set up everything and run the full test suite (then Django's own suite on our engine)"
 	@echo "make stop    stop PostgreSQL, Redis and PgBouncer started by this checkout"
 	@echo "make status  show the local services"
-	@echo "make lint    ruff"
+	@echo "make lint    ruff and mypy --strict"
 	@echo "make bench   run the benchmarks (results in bench/RESULTS.md)"
 
 $(DEPS_STAMP): requirements.txt requirements-dev.txt
@@ -74,6 +74,7 @@ django-suite: venv services
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: venv services
 	$(WITH_ENV) $(BIN)/python bench/run_all.py

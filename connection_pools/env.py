@@ -5,7 +5,11 @@ same module object, so ``from connection_pools import env`` keeps working unchan
 """
 
 import sys
+from typing import TYPE_CHECKING
 
-from .conf import env as _env
+if TYPE_CHECKING:  # what a type checker sees here: the same names
+    from .conf.env import *  # noqa: F403
+else:
+    from .conf import env as _env
 
-sys.modules[__name__] = _env
+    sys.modules[__name__] = _env

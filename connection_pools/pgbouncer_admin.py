@@ -579,7 +579,7 @@ def read_admin(url: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     timeout = max(_MIN_CONNECT_TIMEOUT, round(min(connect_timeout, deadline)))
     params.update(connect_timeout=str(timeout), application_name="connection_pools.pgbouncer_admin")
     try:
-        conn = psycopg.connect(psycopg.conninfo.make_conninfo(**params), autocommit=True,
+        conn = psycopg.connect(psycopg.conninfo.make_conninfo("", **params), autocommit=True,
                                prepare_threshold=None, cursor_factory=psycopg.ClientCursor)
     except psycopg.errors.ConnectionTimeout:
         raise error("unreachable", f"PgBouncer's admin console at {where} did not accept a connection "
@@ -597,7 +597,7 @@ def read_admin(url: str, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         watchdog = _Watchdog(conn.pgconn.socket, deadline - (time.monotonic() - started))
         results: dict[str, Result] = {}
         try:
-            with conn.cursor() as cursor:
+            with psycopg.ClientCursor(conn) as cursor:
                 for command in _COMMANDS:
                     results[command] = _fetch(cursor, command)
         except psycopg.Error as exc:

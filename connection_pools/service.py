@@ -157,12 +157,13 @@ class ConnectionPoolService:
         redis_pools = {name: {"pool": pool_name_for_redis(name), **dict(values)}
                        for name, values in conf.get("REDIS").items()}
         rest = {key: value for key, value in conf.get_config().items() if key not in ("REDIS",)}
-        return mask({
+        masked: dict[str, Any] = mask({
             "database_pools": databases,
             "redis_pools": redis_pools,
             "caches": {name: {k: v for k, v in cache.items()} for name, cache in settings.CACHES.items()},
             "settings": rest,
         })
+        return masked
 
     @staticmethod
     def _effective_pool(alias: str, db: dict[str, Any]) -> dict[str, Any]:

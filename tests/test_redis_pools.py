@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from connection_pools import conf, env
 from connection_pools.backends.redis import pools as redis_pools
 from connection_pools.sources.redis import snapshot_of
+from tests.support.server import free_port
 
 PoolFactory = Callable[..., Any]
 
@@ -357,6 +358,18 @@ def test_warming_opens_connections_without_counting_checkouts(make_pool: PoolFac
     assert snapshot.gauges.available == 3 and snapshot.gauges.active == 0
     assert snapshot.counters.connections_created == 3
     assert snapshot.counters.checkouts == 0
+
+
+def test_warming_a_pool_whose_server_is_down_logs_one_line_and_returns(make_pool: PoolFactory,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    pool = make_pool(url=f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)  # nothing listens
+    monkeypatch.setattr(redis_pools, "get_pool", lambda name: pool)
+    monkeypatch.setattr(redis_pools, "pool_settings", lambda name: {"warm_connections": 2})
+    with caplog.at_level("WARNING", logger="connection_pools"):
+        assert redis_pools.warm_redis(["main"]) == {"main": 0}
+    assert any("Warming Redis pool redis_main" in r.getMessage() and "opened 0 of 2" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_after_fork_the_child_starts_from_zero_and_works(make_pool: PoolFactory) -> None:

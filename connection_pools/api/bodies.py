@@ -11,14 +11,14 @@ nesting, ``NaN``, huge numbers and unencodable text are a 400, never a 500.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.http import QueryDict
 from rest_framework.exceptions import ParseError, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 
 from . import jsonbody
@@ -101,7 +101,7 @@ def body_of(request: Request) -> Any:
 class StrictBodyMixin:
     """Checks each request's body against :attr:`body_fields` once the caller is authenticated."""
 
-    parser_classes = PARSER_CLASSES
+    parser_classes: Sequence[type[BaseParser]] = PARSER_CLASSES
     #: The keys the body of this endpoint may hold (none: it takes no body).
     body_fields: Mapping[str, BodyField] = {}
 

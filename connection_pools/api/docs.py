@@ -27,13 +27,13 @@ class _AdminOnly(StrictBodyMixin):
         self.request.accepted_media_type = "application/json"  # type: ignore[attr-defined]
 
     def handle_exception(self, exc: Exception) -> Response:
-        response = super().handle_exception(exc)  # type: ignore[misc]
+        response: Response = super().handle_exception(exc)  # type: ignore[misc]
         self._as_json()
         return response
 
     def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         """The endpoint's metadata, as JSON whatever the page renders otherwise."""
-        response = super().options(request, *args, **kwargs)  # type: ignore[misc]
+        response: Response = super().options(request, *args, **kwargs)  # type: ignore[misc]
         self._as_json()
         return response
 

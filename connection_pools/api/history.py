@@ -16,7 +16,7 @@ from . import serializers as s
 from .views import ERRORS, AdminAPIView, bad_request
 
 
-class HistoryPointSerializer(serializers.Serializer):
+class HistoryPointSerializer(serializers.Serializer[s.Shape]):
     """One sample of one pool (``errors`` and ``timeouts`` are cumulative counters)."""
 
     t = serializers.FloatField(help_text="Unix time of the sample.")
@@ -26,12 +26,13 @@ class HistoryPointSerializer(serializers.Serializer):
     available = serializers.IntegerField(allow_null=True)
     waiting = serializers.IntegerField(allow_null=True)
     wait_p95 = serializers.FloatField(allow_null=True, help_text="Seconds.")
-    errors = serializers.IntegerField(allow_null=True)
+    # A declared field may shadow a Serializer attribute: the metaclass moves fields off the class.
+    errors = serializers.IntegerField(allow_null=True)  # type: ignore[assignment]
     timeouts = serializers.IntegerField(allow_null=True)
     replica_lag_seconds = serializers.FloatField(allow_null=True)
 
 
-class HistorySerializer(serializers.Serializer):
+class HistorySerializer(serializers.Serializer[s.Shape]):
     """Points per pool name, oldest first."""
 
     interval = serializers.FloatField(help_text="Seconds between two samples.")

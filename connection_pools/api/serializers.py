@@ -8,25 +8,30 @@ key present, none extra), so the two cannot drift apart silently.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rest_framework import serializers
+
+#: What these serializers read: JSON-shaped mappings (parameters, the presenter's output); never a model.
+Shape = Mapping[str, object]
 
 
 # --- parameters -------------------------------------------------------------------------------
-class StatsQuerySerializer(serializers.Serializer):
+class StatsQuerySerializer(serializers.Serializer[Shape]):
     """``GET stats?per_process=1``."""
 
     per_process = serializers.BooleanField(required=False, default=False,
                                            help_text="Add a per-process breakdown (`1`/`0`, `true`/`false`).")
 
 
-class HealthQuerySerializer(serializers.Serializer):
+class HealthQuerySerializer(serializers.Serializer[Shape]):
     """``GET health?live=1``."""
 
     live = serializers.BooleanField(required=False, default=False,
                                     help_text="Check every pool now (`1`/`0`, `true`/`false`).")
 
 
-class ResetStatsSerializer(serializers.Serializer):
+class ResetStatsSerializer(serializers.Serializer[Shape]):
     """``POST reset-stats`` body (or query): ``pool`` to reset one pool, absent for all."""
 
     pool = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=200,
@@ -34,7 +39,7 @@ class ResetStatsSerializer(serializers.Serializer):
 
 
 # --- responses --------------------------------------------------------------------------------
-class DurationSummarySerializer(serializers.Serializer):
+class DurationSummarySerializer(serializers.Serializer[Shape]):
     count = serializers.IntegerField()
     mean = serializers.FloatField(help_text="seconds")
     max = serializers.FloatField(help_text="seconds")
@@ -43,7 +48,7 @@ class DurationSummarySerializer(serializers.Serializer):
     p99 = serializers.FloatField(help_text="seconds")
 
 
-class DatabasePoolConfigSerializer(serializers.Serializer):
+class DatabasePoolConfigSerializer(serializers.Serializer[Shape]):
     pool_size = serializers.IntegerField(allow_null=True)
     max_overflow = serializers.IntegerField(allow_null=True)
     pool_timeout = serializers.FloatField(allow_null=True)
@@ -53,7 +58,7 @@ class DatabasePoolConfigSerializer(serializers.Serializer):
     pool_pre_ping_window = serializers.FloatField(allow_null=True, help_text="seconds")
 
 
-class DatabasePoolSerializer(serializers.Serializer):
+class DatabasePoolSerializer(serializers.Serializer[Shape]):
     pool = serializers.CharField(help_text="`db_<alias>`")
     kind = serializers.ChoiceField(choices=["postgresql", "persistent"])
     role = serializers.ChoiceField(choices=["primary", "replica"])
@@ -88,7 +93,7 @@ class DatabasePoolSerializer(serializers.Serializer):
                                              "persistent connections: conn_max_age.")
 
 
-class RedisPoolSerializer(serializers.Serializer):
+class RedisPoolSerializer(serializers.Serializer[Shape]):
     pool = serializers.CharField(help_text="`redis_<name>`")
     kind = serializers.CharField()
     in_use_connections = serializers.IntegerField()
@@ -109,7 +114,7 @@ class RedisPoolSerializer(serializers.Serializer):
     config = serializers.DictField()
 
 
-class RecommendationSerializer(serializers.Serializer):
+class RecommendationSerializer(serializers.Serializer[Shape]):
     pool = serializers.CharField()
     rule = serializers.CharField()
     issue = serializers.CharField()
@@ -120,30 +125,31 @@ class RecommendationSerializer(serializers.Serializer):
     setting = serializers.CharField(allow_blank=True)
 
 
-class ProcessSerializer(serializers.Serializer):
+class ProcessSerializer(serializers.Serializer[Shape]):
     host = serializers.CharField()
     pid = serializers.IntegerField()
     age_seconds = serializers.FloatField()
     epoch = serializers.IntegerField(help_text="The reset epoch the process has honoured.")
 
 
-class ProcessesSerializer(serializers.Serializer):
+class ProcessesSerializer(serializers.Serializer[Shape]):
     count = serializers.IntegerField()
     list = ProcessSerializer(many=True, help_text="At most 64 (all of them with `per_process=1`).")
 
 
-class StatsSerializer(serializers.Serializer):
+class StatsSerializer(serializers.Serializer[Shape]):
     database_pools = serializers.DictField(child=DatabasePoolSerializer())
     redis_pools = serializers.DictField(child=RedisPoolSerializer())
     recommendations = RecommendationSerializer(many=True)
     processes = ProcessesSerializer()
-    source = serializers.ChoiceField(choices=["cluster", "local"])
+    # A declared field may shadow a Field attribute: the metaclass moves fields off the class.
+    source = serializers.ChoiceField(choices=["cluster", "local"])  # type: ignore[assignment]
     redis_available = serializers.BooleanField()
     generated_at = serializers.FloatField()
     per_process = serializers.DictField(required=False)
 
 
-class PoolCheckSerializer(serializers.Serializer):
+class PoolCheckSerializer(serializers.Serializer[Shape]):
     kind = serializers.CharField()
     alias = serializers.CharField(allow_null=True, required=False, help_text="Database pools.")
     healthy = serializers.BooleanField()
@@ -155,7 +161,7 @@ class PoolCheckSerializer(serializers.Serializer):
     in_rotation = serializers.BooleanField(allow_null=True, required=False)
 
 
-class BudgetSerializer(serializers.Serializer):
+class BudgetSerializer(serializers.Serializer[Shape]):
     server = serializers.CharField(help_text="`host:port`")
     pool = serializers.CharField()
     aliases = serializers.ListField(child=serializers.CharField())
@@ -170,7 +176,7 @@ class BudgetSerializer(serializers.Serializer):
     ok = serializers.BooleanField(allow_null=True)
 
 
-class ServerBudgetSerializer(serializers.Serializer):
+class ServerBudgetSerializer(serializers.Serializer[Shape]):
     server = serializers.CharField(allow_null=True)
     max_connections = serializers.IntegerField(allow_null=True)
     reserved = serializers.IntegerField(allow_null=True)
@@ -181,7 +187,7 @@ class ServerBudgetSerializer(serializers.Serializer):
     servers = BudgetSerializer(many=True)
 
 
-class HealthSerializer(serializers.Serializer):
+class HealthSerializer(serializers.Serializer[Shape]):
     status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
     checked_at = serializers.FloatField()
     age_seconds = serializers.FloatField(help_text="How old the result is (0 with `live=1`).")
@@ -189,7 +195,7 @@ class HealthSerializer(serializers.Serializer):
     server_budget = ServerBudgetSerializer()
 
 
-class SuggestedChangeSerializer(serializers.Serializer):
+class SuggestedChangeSerializer(serializers.Serializer[Shape]):
     pool = serializers.CharField()
     alias = serializers.CharField()
     setting = serializers.CharField()
@@ -198,7 +204,7 @@ class SuggestedChangeSerializer(serializers.Serializer):
     reasons = serializers.ListField(child=serializers.CharField())
 
 
-class PerformedChangeSerializer(serializers.Serializer):
+class PerformedChangeSerializer(serializers.Serializer[Shape]):
     pool = serializers.CharField()
     alias = serializers.CharField()
     setting = serializers.CharField()
@@ -207,19 +213,19 @@ class PerformedChangeSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
-class OptimizeSerializer(serializers.Serializer):
+class OptimizeSerializer(serializers.Serializer[Shape]):
     performed = PerformedChangeSerializer(many=True)
     suggested = SuggestedChangeSerializer(many=True)
     recommendations = RecommendationSerializer(many=True)
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment] # a declared field, as above
 
 
-class ResetResultSerializer(serializers.Serializer):
+class ResetResultSerializer(serializers.Serializer[Shape]):
     reset = serializers.CharField(help_text="The pool reset, or `all`.")
     scope = serializers.CharField(help_text="`cluster` (every process) or `local` (Redis unavailable).")
     epoch = serializers.IntegerField(allow_null=True)
     reset_at = serializers.FloatField()
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer[Shape]):
     detail = serializers.CharField()

@@ -9,12 +9,13 @@ Bad parameters get 400 with a message. No logic lives here: the dashboard,
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +25,10 @@ from .. import conf
 from ..service import UnknownPool, connection_pool_service
 from . import serializers as s
 from .bodies import BodyField, StrictBodyMixin, validated
+
+if TYPE_CHECKING:
+    # The stubs' name for what APIView.permission_classes holds (a class, or `A & B` of classes).
+    from rest_framework.permissions import _PermissionClass
 
 ERRORS = {
     401: OpenApiResponse(s.ErrorSerializer, description="Not authenticated."),
@@ -41,8 +46,8 @@ def bad_request(errors: dict[str, Any]) -> Response:
 class AdminAPIView(StrictBodyMixin, APIView):
     """Base view: admin-only, token then session authentication, strict bodies (``body_fields``)."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    authentication_classes: Sequence[type[BaseAuthentication]] = [TokenAuthentication, SessionAuthentication]
+    permission_classes: Sequence[_PermissionClass] = [IsAdminUser]
 
 
 class StatsView(AdminAPIView):

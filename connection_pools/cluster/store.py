@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
 from .. import conf
 from ..core.runtime import runtime
@@ -157,7 +158,7 @@ class ClusterStore:
             pipe.expire(self.key("procs"), math.ceil(life) + 60)
             pipe.get(self.key("epoch"))
             pipe.hgetall(self.key("resets"))
-            return pipe.execute()  # type: ignore[no-any-return]
+            return pipe.execute()
 
         replies = self.call(write)
         return _resets(replies[4], replies[5])
@@ -193,8 +194,14 @@ class ClusterStore:
 
     def forget_process(self, member: str) -> None:
         """Drop a process's snapshot now (a worker that exits cleanly may keep it for its TTL instead)."""
-        self.call(lambda c: c.pipeline(transaction=False).delete(self.key("proc", member))
-                  .zrem(self.key("procs"), member).execute())
+
+        def drop(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.delete(self.key("proc", member))
+            pipe.zrem(self.key("procs"), member)
+            pipe.execute()
+
+        self.call(drop)
 
     # -- resets --------------------------------------------------------------------------------------
     def request_reset(self, pool: str | None) -> int:
@@ -219,18 +226,31 @@ class ClusterStore:
     def write_rollup(self, view: str, hosts: str, ttl: float) -> None:
         """Store the merged view and its per-host subtotals (JSON made by the rollup)."""
         px = max(int(ttl * 1000), 1)
-        self.call(lambda c: c.pipeline(transaction=False).set(self.key("rollup"), view, px=px)
-                  .set(self.key("rollup", "hosts"), hosts, px=px).execute())
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(self.key("rollup"), view, px=px)
+            pipe.set(self.key("rollup", "hosts"), hosts, px=px)
+            pipe.execute()
+
+        self.call(write)
 
     def read_view(self) -> tuple[str | None, str | None, int]:
         """``(rollup, health, epoch)``: the merged view, the latest health result and the reset epoch,
         in one round trip."""
-        replies = self.call(lambda c: c.pipeline(transaction=False).get(self.key("rollup"))
-                            .get(self.key("health")).get(self.key("epoch")).execute())
-        return replies[0], replies[1], _whole(replies[2])
+
+        def read(client: redis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.get(self.key("rollup"))
+            pipe.get(self.key("health"))
+            pipe.get(self.key("epoch"))
+            return pipe.execute()
+
+        replies = self.call(read)
+        return _text(replies[0]), _text(replies[1]), _whole(replies[2])
 
     def read_hosts(self) -> str | None:
-        return self.call(lambda c: c.get(self.key("rollup", "hosts")))
+        return _text(self.call(lambda c: c.get(self.key("rollup", "hosts"))))
 
     def write_health(self, health: str, ttl: float) -> None:
         self.call(lambda c: c.set(self.key("health"), health, px=max(int(ttl * 1000), 1)))
@@ -261,11 +281,19 @@ class ClusterStore:
     def store_sizing(self, sizing: Mapping[str, str]) -> None:
         """Record the tuner's sizing (alias -> JSON) for every process to adopt."""
         life = math.ceil(self.snapshot_ttl()) * 4 + 60
-        self.call(lambda c: c.pipeline(transaction=False).hset(self.key("sizing"), mapping=dict(sizing))
-                  .expire(self.key("sizing"), life).execute())
+        mapping: dict[FieldT, EncodableT] = {alias: value for alias, value in sizing.items()}  # what hset() takes
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.hset(self.key("sizing"), mapping=mapping)
+            pipe.expire(self.key("sizing"), life)
+            pipe.execute()
+
+        self.call(write)
 
     def sizing(self) -> dict[str, str]:
-        return dict(self.call(lambda c: c.hgetall(self.key("sizing"))))
+        stored = self.call(lambda c: c.hgetall(self.key("sizing")))
+        return {_decoded(alias): _decoded(value) for alias, value in stored.items()}
 
     # -- alerts -------------------------------------------------------------------------------------------
     def claim_alerts(self, new: list[str], still: list[str], gone: list[str], ttl: int) -> dict[str, bool]:
@@ -279,7 +307,7 @@ class ClusterStore:
                 pipe.expire(self.key("alert", finding), ttl)
             for finding in gone:
                 pipe.delete(self.key("alert", finding))
-            return pipe.execute()  # type: ignore[no-any-return]
+            return pipe.execute()
 
         replies = self.call(run)
         return {finding: bool(reply) for finding, reply in zip(new, replies, strict=False)}
@@ -307,7 +335,7 @@ class ClusterStore:
         """The JSON points of ``pools`` (None: every pool with history) since ``since``, oldest first."""
 
         def read(client: redis.Redis) -> dict[str, list[str]]:
-            names = sorted(pools) if pools is not None else sorted(client.smembers(self.key("history", "pools")))
+            names = sorted(pools) if pools is not None else sorted(self._history_pools(client))
             pipe = client.pipeline(transaction=False)
             for name in names:
                 pipe.zrangebyscore(self.key("history", "pool", name), since, "+inf")
@@ -319,10 +347,13 @@ class ClusterStore:
         """Delete every stored history point (a fresh start after a configuration change, tests)."""
 
         def wipe(client: redis.Redis) -> None:
-            keys = [self.key("history", "pool", name) for name in client.smembers(self.key("history", "pools"))]
+            keys = [self.key("history", "pool", name) for name in self._history_pools(client)]
             client.delete(*keys, self.key("history", "pools"))
 
         self.call(wipe)
+
+    def _history_pools(self, client: redis.Redis) -> list[str]:
+        return [_decoded(name) for name in client.smembers(self.key("history", "pools"))]
 
     # -- tests -----------------------------------------------------------------------------------------------
     def clear(self) -> None:
@@ -338,6 +369,16 @@ class ClusterStore:
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _decoded(value: str | bytes) -> str:
+    # The client decodes replies (decode_responses=True); redis-py's types still allow bytes.
+    return value if isinstance(value, str) else value.decode()
+
+
+def _text(value: object) -> str | None:
+    """A string reply, or None when the key does not exist."""
+    return _decoded(value) if isinstance(value, str | bytes) else None
 
 
 def _whole(value: Any) -> int:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.core.signals import setting_changed
 
 from ..core.runtime import runtime
 from . import get as conf_get
+
+if TYPE_CHECKING:
+    from .pool_options import PoolConfig
 
 ENGINE = "connection_pools.backends.postgresql"
 PRIMARY = "default"
@@ -46,7 +49,7 @@ class AliasSpec:
     user: str
     conn_max_age: float | None
     #: The engine's resolved pool settings (mode ``pool`` only; None when they do not resolve).
-    pool_config: Any = None
+    pool_config: PoolConfig | None = None
     #: Why ``pool_config`` is None although the alias asks for a pool.
     config_error: str | None = None
 
@@ -106,11 +109,11 @@ def _spec(alias: str, settings_dict: Mapping[str, Any], replicas: set[str]) -> A
             config = resolve(alias, settings_dict, conf_get("DATABASE_POOL"))
         except ImproperlyConfigured as exc:
             error = str(exc)
-    port = settings_dict.get("PORT")
+    port = str(settings_dict.get("PORT") or "")
     return AliasSpec(
         alias=alias, engine=engine, role="replica" if alias in replicas else "primary", mode=mode,
         pool_name=pool_name_for_alias(alias), host=str(settings_dict.get("HOST") or "localhost"),
-        port=int(port) if str(port or "").isdigit() else 5432, database=str(settings_dict.get("NAME") or ""),
+        port=int(port) if port.isdigit() else 5432, database=str(settings_dict.get("NAME") or ""),
         user=str(settings_dict.get("USER") or ""),
         conn_max_age=None if max_age is None else float(max_age) if isinstance(max_age, int | float) else 0.0,
         pool_config=config, config_error=error,

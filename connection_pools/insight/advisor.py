@@ -11,7 +11,7 @@ none fires on an idle, healthy system.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TypedDict
 
 from ..core.reports import Recommendation, ServerBudget, Severity
@@ -200,10 +200,10 @@ POOL_RULES: tuple[Rule, ...] = (
 )
 
 
-def advise(pools: Iterable[PoolSnapshot], budgets: Iterable[ServerBudget] = (), bounds: Mapping[str, int] | None = None,
+def advise(pools: Iterable[PoolSnapshot], budgets: Iterable[ServerBudget] = (), bounds: Bounds | None = None,
            *, now: float) -> tuple[Recommendation, ...]:
     """Every recommendation for the merged pools and the server budgets, most severe first."""
-    limits = Bounds(**{**DEFAULT_BOUNDS, **(bounds or {})})  # type: ignore[typeddict-item]
+    limits = bounds if bounds is not None else DEFAULT_BOUNDS
     found: list[Recommendation] = []
     for pool in pools:
         for rule in POOL_RULES:

@@ -22,6 +22,7 @@ from .. import conf
 from ..cluster.store import StoreUnavailable, store
 from ..core.reports import Recommendation, ServerBudget
 from ..core.snapshots import PoolSnapshot
+from .advisor import Bounds
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _sizing(pool: PoolSnapshot) -> Sizing | None:
 
 
 def plan(pools: Iterable[PoolSnapshot], recommendations: Iterable[Recommendation],
-         budgets: Iterable[ServerBudget], limits: Mapping[str, int]) -> tuple[SizingChange, ...]:
+         budgets: Iterable[ServerBudget], limits: Bounds) -> tuple[SizingChange, ...]:
     """The resizes the recommendations call for. Pure.
 
     Sizes stay within ``limits``; growth is cut back so that the server budget (``available``

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
@@ -59,7 +60,7 @@ def is_pinned_by_cookie(request: HttpRequest) -> bool:
     if not config["PIN_SECONDS"]:
         return False
     value = request.get_signed_cookie(
-        config["PIN_COOKIE"], default=None, salt=COOKIE_SALT, max_age=float(config["PIN_SECONDS"])
+        config["PIN_COOKIE"], default=None, salt=COOKIE_SALT, max_age=timedelta(seconds=float(config["PIN_SECONDS"]))
     )
     return value == PIN_VALUE
 
@@ -84,7 +85,8 @@ def failed_replicas(aliases: set[str]) -> list[str]:
     """Those of ``aliases`` whose connection in this thread broke (not a mere SQL error)."""
     failed = []
     for alias in sorted(aliases):
-        wrapper = getattr(connections._connections, alias, None)
+        # connections._connections: Django's per-thread wrappers (private, not in django-stubs).
+        wrapper = getattr(connections._connections, alias, None)  # type: ignore[attr-defined]
         if wrapper is None or not wrapper.errors_occurred:
             continue
         raw = wrapper.connection
@@ -132,7 +134,7 @@ class ReplicaPinningMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         state, token = routing.enter_request(pinned=self._pinned_at_start(request))
         try:
-            response = await self.get_response(request)
+            response: HttpResponseBase = await self.get_response(request)
         finally:
             routing.leave_request(token)
         self._finish(request, response, state)
@@ -203,4 +205,5 @@ class ReplicaPinningMiddleware:
             if kind is None:
                 raise
             return PoolStatsMiddleware.unavailable_response(request, kind)
-        return response
+        replayed: HttpResponseBase = response  # what the view answered (resolved views return Any)
+        return replayed

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from html import escape
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -76,7 +77,7 @@ class PoolStatsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         info = RequestInfo(path=request.path, method=request.method or "GET")
-        request.connection_pools = info
+        request.connection_pools = info  # type: ignore[attr-defined]  # our attribute on Django's request
         token = current_request.set(info)
         try:
             response = self.get_response(request)
@@ -91,7 +92,8 @@ class PoolStatsMiddleware:
             response["Server-Timing"] = f"{existing}, {timing}" if existing else timing
         return response
 
-    def process_view(self, request: HttpRequest, view_func: Callable, view_args: tuple, view_kwargs: dict) -> None:
+    def process_view(self, request: HttpRequest, view_func: Callable[..., Any], view_args: tuple[Any, ...],
+                     view_kwargs: dict[str, Any]) -> None:
         info = getattr(request, "connection_pools", None)
         if isinstance(info, RequestInfo):
             target = getattr(view_func, "view_class", view_func)

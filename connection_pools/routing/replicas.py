@@ -58,7 +58,7 @@ def settings_problems(config: dict[str, Any]) -> list[str]:
     for key in _NUMBERS:
         value = config.get(key)
         bad = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0
-        if not bad and key == "LAG_SAMPLE_INTERVAL" and value <= 0:
+        if not bad and key == "LAG_SAMPLE_INTERVAL" and isinstance(value, int | float) and value <= 0:
             bad = True
         if bad:
             minimum = "> 0" if key == "LAG_SAMPLE_INTERVAL" else ">= 0"
@@ -83,7 +83,7 @@ _last_valid: dict[str, Any] | None = None  # the last REPLICAS dict found valid
 def replica_settings() -> dict[str, Any]:
     """The validated ``REPLICAS`` settings; ImproperlyConfigured names every bad value."""
     global _last_valid
-    config = conf.get("REPLICAS")
+    config: dict[str, Any] = conf.get("REPLICAS")
     # Validated once per settings object, not per request: conf hands out the same dict
     # until a setting_changed signal, and override_settings makes a new one.
     if config is _last_valid:
@@ -220,7 +220,8 @@ def _describe(error: BaseException | str) -> str:
 def _usable_here(alias: str) -> bool:
     # Django's test framework replaces ``connect`` of aliases a test did not
     # declare; routing there would only raise, so such an alias is not offered.
-    wrapper = getattr(connections._connections, alias, None)
+    # connections._connections: Django's per-thread wrappers (private, not in django-stubs).
+    wrapper = getattr(connections._connections, alias, None)  # type: ignore[attr-defined]
     return wrapper is None or type(wrapper.connect).__name__ != "_DatabaseFailure"
 
 
@@ -279,7 +280,9 @@ def probe(alias: str) -> tuple[bool, float | None, int | None]:
     """
     timeout = float(conf.get("HEALTH_CHECK_TIMEOUT"))
     with psycopg.connect(**_probe_params(alias, timeout)) as conn:
-        in_recovery, caught_up, lag_bytes, replay_age = conn.execute(LAG_SQL).fetchone()
+        row = conn.execute(LAG_SQL).fetchone()
+    assert row is not None  # a SELECT without FROM returns exactly one row
+    in_recovery, caught_up, lag_bytes, replay_age = row
     if not in_recovery:
         return False, 0.0, 0
     if caught_up:

@@ -191,7 +191,7 @@ def session(*, read_only: bool = False, using: str | None = None) -> Session:
 
 
 # --- read-your-writes state -------------------------------------------------------
-def enter_request(*, pinned: bool = False) -> tuple[RouteState, Token]:
+def enter_request(*, pinned: bool = False) -> tuple[RouteState, Token[RouteState | None]]:
     """Start a fresh :class:`RouteState` for one request; pass the token to :func:`leave_request`.
 
     Plain calls rather than a generator-based context manager: the pinning middleware
@@ -201,7 +201,7 @@ def enter_request(*, pinned: bool = False) -> tuple[RouteState, Token]:
     return state, _state.set(state)
 
 
-def leave_request(token: Token) -> None:
+def leave_request(token: Token[RouteState | None]) -> None:
     """End the request state started by :func:`enter_request`."""
     _state.reset(token)
 
@@ -225,7 +225,8 @@ def note_write() -> None:
 # --- the decision -------------------------------------------------------------------
 def _in_primary_transaction() -> bool:
     # Only look at a connection this thread already has; never create one.
-    wrapper = getattr(connections._connections, PRIMARY, None)
+    # connections._connections: Django's per-thread wrappers (private, not in django-stubs).
+    wrapper = getattr(connections._connections, PRIMARY, None)  # type: ignore[attr-defined]
     return bool(wrapper is not None and wrapper.in_atomic_block)
 
 

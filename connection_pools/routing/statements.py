@@ -47,7 +47,7 @@ def is_read_statement(sql: Any) -> bool:
     if sql.startswith("SELECT "):
         return True  # what Django's ORM sends for every read: no regex on the hot path
     match = _FIRST_KEYWORD.match(sql)
-    return bool(match) and match.group(1).upper() in READ_KEYWORDS
+    return match is not None and match.group(1).upper() in READ_KEYWORDS
 
 
 def observe_statement(execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any) -> Any:

@@ -8,11 +8,12 @@ shows its configured sizes and zeros.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import cast
 
 from ..backends.postgresql.base import live_pool
 from ..conf.aliases import alias_specs
-from ..core.snapshots import Config, Gauges, PoolSnapshot
+from ..core.snapshots import Config, Gauges, PoolSnapshot, Scalar
 from .replica import AliasSource
 
 
@@ -27,7 +28,8 @@ class PostgresSource(AliasSource):
         config = pool.config if pool is not None else self.spec.pool_config
         if config is None:
             return {}
-        settings: dict[str, int | float | bool | str | None] = dict(config.guide_settings())
+        # Every value of GuideSettings is a Scalar; mypy widens a TypedDict's values to object.
+        settings: dict[str, Scalar] = dict(cast("Mapping[str, Scalar]", config.guide_settings()))
         if pool is not None:
             settings.update(pool_size=pool.min_size, max_overflow=pool.max_size - pool.min_size)
         return settings

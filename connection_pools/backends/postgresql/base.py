@@ -89,8 +89,9 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         config = options.resolve(self.alias, settings_dict, conf.get("DATABASE_POOL"))
         connect_kwargs = DjangoDatabaseWrapper.get_connection_params(self)
         connect_kwargs["autocommit"] = True  # Django sets the real mode on checkout
+        # Django's _configure_connection (the pool's configure hook) is missing from django-stubs.
         pool = InstrumentedPool(alias=self.alias, config=config, kwargs=connect_kwargs,
-                                configure=self._configure_connection)
+                                configure=self._configure_connection)  # type: ignore[attr-defined]
         pool.target = options.target_of(settings_dict)
         pool.settings_ref = settings_dict
         pool.name_ref = settings_dict["NAME"]
@@ -107,11 +108,11 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
     def get_connection_params(self) -> dict[str, Any]:
         pool = self._connection_pools.get(self.alias)
         if (pool is not None and pool.settings_ref is self.settings_dict and pool.pid == Process.pid
-                and _pooled(self.settings_dict)):
+                and _pooled(self.settings_dict) and isinstance(pool.kwargs, dict)):
             # With a pool, Django's get_new_connection() ignores these (the pool has its own
             # copy): skip rebuilding them on every checkout.
-            return pool.kwargs  # type: ignore[no-any-return]
-        return super().get_connection_params()  # type: ignore[no-any-return]
+            return pool.kwargs
+        return super().get_connection_params()
 
     def make_cursor(self, cursor: Any) -> MeteredCursorWrapper:
         return MeteredCursorWrapper(cursor, self)
@@ -129,7 +130,7 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         and let the next cursor check out a working one. No I/O: a status flag only.
         """
         if not _pooled(self.settings_dict):
-            return super().close_if_health_check_failed()  # type: ignore[no-any-return]
+            return super().close_if_health_check_failed()
         if self.connection is not None and self.connection.closed and not self.in_atomic_block:
             self.close()
         return None
@@ -150,7 +151,7 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
     def _close(self) -> None:
         if self.connection is not None and not _pooled(self.settings_dict):
             persistent.connection_closing(self)
-        return super()._close()  # type: ignore[no-any-return]
+        super()._close()  # type: ignore[misc]  # Django's private hook, missing from django-stubs
 
 
 def live_pool(alias: str) -> InstrumentedPool | None:

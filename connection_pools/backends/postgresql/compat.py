@@ -79,7 +79,7 @@ def expired(conn: Connection[Any], now: float) -> bool:
     return bool(conn._expire_at <= now)
 
 
-class PoolHooks(ConnectionPool):  # type: ignore[type-arg]
+class PoolHooks(ConnectionPool):
     """psycopg's ``ConnectionPool`` with its private hooks turned into ours.
 
     Subclasses set :attr:`lifo` and implement :meth:`serve_while_refused`, :meth:`vet`,
@@ -163,7 +163,7 @@ class PoolHooks(ConnectionPool):  # type: ignore[type-arg]
     @property
     def user_check(self) -> Callable[[Any], object] | None:
         """The ``check`` callback the pool was built with (None: none)."""
-        return self._check  # type: ignore[no-any-return]
+        return self._check
 
     def idle_count(self) -> int:
         """Connections ready in the pool."""

@@ -116,6 +116,11 @@ class InstrumentedPool(compat.PoolHooks):
         self.leases = Leases(pool_name_for_alias(alias))
         #: Set when opening a server connection failed; cleared by the next success.
         self.refusing = False
+        # Set by the engine once built: the (NAME, HOST, PORT, USER) it connects to, and the
+        # settings dict and NAME object it was built from (compared by identity, per checkout).
+        self.target: tuple[Any, ...] = ()
+        self.settings_ref: object = None
+        self.name_ref: object = None
         options = config.psycopg_kwargs()
         options.setdefault("name", pool_name_for_alias(alias))
         super().__init__(kwargs=kwargs, configure=_chain(configure, config.configure), open=False, **options)
@@ -145,7 +150,7 @@ class InstrumentedPool(compat.PoolHooks):
             request.wait_seconds += wait
             request.checkouts += 1
         self.leases.add(conn, now, request)
-        return conn  # type: ignore[no-any-return]
+        return conn
 
     def putconn(self, conn: Connection[Any]) -> None:
         """Return a connection, as :meth:`psycopg_pool.ConnectionPool.putconn` (``ValueError`` for

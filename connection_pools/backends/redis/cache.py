@@ -72,14 +72,14 @@ class OutageLogger:
         self.target.error(msg, *args, **kwargs)
 
 
-class RedisCache(DjangoRedisCache):
+class RedisCache(DjangoRedisCache):  # type: ignore[misc]  # django-redis ships no type information
     """django-redis' ``RedisCache`` whose ignored exceptions are logged once per interval."""
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         interval = params.get("OPTIONS", {}).get("OUTAGE_LOG_INTERVAL", DEFAULT_OUTAGE_LOG_INTERVAL)
         # Django builds one backend per thread: share one reporter per alias and interval.
-        self.logger = _outage_logger(str(server), float(interval))  # type: ignore[assignment]
+        self.logger = _outage_logger(str(server), float(interval))
         self._log_ignored_exceptions = True
 
 

@@ -294,14 +294,14 @@ class InstrumentedConnectionPool(_InstrumentedPoolMixin, ConnectionPool):
         super().__init__(connection_class=instrumented, **kwargs)
 
 
-class _TimedLifoQueue(queue.LifoQueue):
+class _TimedLifoQueue(queue.LifoQueue[Connection | None]):
     """The blocking pool's slot queue, timing how long each checkout waits for a slot."""
 
     def __init__(self, maxsize: int = 0, *, owner: _InstrumentedPoolMixin) -> None:
         super().__init__(maxsize)
         self._owner = owner
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+    def get(self, block: bool = True, timeout: float | None = None) -> Connection | None:
         owner = self._owner
         started = time.monotonic()
         owner._cp_waiting_add(1)
@@ -324,7 +324,8 @@ class InstrumentedBlockingConnectionPool(_InstrumentedPoolMixin, BlockingConnect
     def __init__(self, *, pool_name: str = "default", connection_class: type = Connection, **kwargs: Any) -> None:
         instrumented = self._cp_setup(pool_name, connection_class)
         kwargs["queue_class"] = functools.partial(_TimedLifoQueue, owner=self)
-        super().__init__(connection_class=instrumented, **kwargs)
+        # redis-py leaves BlockingConnectionPool.__init__ unannotated.
+        super().__init__(connection_class=instrumented, **kwargs)  # type: ignore[no-untyped-call]
 
 
 InstrumentedPool = InstrumentedConnectionPool | InstrumentedBlockingConnectionPool
@@ -349,7 +350,7 @@ def pool_settings(name: str) -> dict[str, Any]:
     return dict(pools[name])
 
 
-def pool_class(blocking: bool) -> type:
+def pool_class(blocking: bool) -> type[InstrumentedConnectionPool] | type[InstrumentedBlockingConnectionPool]:
     """The instrumented pool class for a ``blocking`` setting."""
     return InstrumentedBlockingConnectionPool if blocking else InstrumentedConnectionPool
 
@@ -542,7 +543,7 @@ def warm_redis(names: Iterable[str] = POOL_NAMES, count: int | None = None) -> d
             for _ in range(wanted):
                 held.append(pool.get_connection())
         except RedisError as exc:
-            logger.warning("Warming Redis pool %s: %s (opened %d of %d)", pool.stats.name, exc, len(held), wanted)
+            logger.warning("Warming Redis pool redis_%s: %s (opened %d of %d)", name, exc, len(held), wanted)
         finally:
             local.warming = False
             for connection in held:

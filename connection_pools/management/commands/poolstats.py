@@ -122,7 +122,8 @@ class Command(BaseCommand):
         return stats, health
 
 
-def only_pool(stats: dict[str, Any], health: dict[str, Any] | None, pool: str) -> tuple[dict, dict | None]:
+def only_pool(stats: dict[str, Any], health: dict[str, Any] | None,
+              pool: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Narrow the aggregate (and health) to one pool; CommandError for an unknown name."""
     known = [p["pool"] for p in (*stats["database_pools"].values(), *stats["redis_pools"].values())]
     if pool not in known:
@@ -223,6 +224,7 @@ def format_alerts(stats: dict[str, Any], health: dict[str, Any] | None) -> str:
         for rec in stats.get("recommendations", [])
         if rec.get("severity") == "high"
     ]
+    checks = health.get("pools", {}) if health else {}
     for pool in unhealthy_pools(health):
-        lines.append(f"ALERT: {pool} - unhealthy: {health['pools'][pool].get('error') or 'check failed'}")
+        lines.append(f"ALERT: {pool} - unhealthy: {checks[pool].get('error') or 'check failed'}")
     return "\n".join(lines) if lines else "OK: no high-severity finding."
