@@ -22,11 +22,13 @@ from .scopes import (
     note_write,
     primary,
     read_only,
+    reset_pinning,
     session,
+    task,
 )
 
 __all__ = [
     "PRIMARY", "RouteState", "Scope", "Session", "alias_for_read", "alias_for_write", "choose_read_alias",
     "current_scope", "current_state", "enter_request", "leave_request", "note_write", "primary", "read_only",
-    "session",
+    "reset_pinning", "session", "task",
 ]

@@ -4,9 +4,12 @@
   seconds on a dedicated short-lived connection with short connect/statement
   timeouts, never per query and never from the request pools (a hung replica
   cannot eat pool slots).
-* A replica connection error seen by a request (:func:`mark_failed`) takes the
-  replica out of rotation at once for ``COOLDOWN_SECONDS``; it returns when a
-  sample after the cool-down succeeds.
+* A replica connection that could not be opened (:func:`mark_failed`, called by the
+  engine in every context, see :mod:`connection_pools.backends.postgresql.failover`)
+  takes the replica out of rotation at once for ``COOLDOWN_SECONDS``; it returns when a
+  sample after the cool-down succeeds, or when one connection attempt after the
+  cool-down (:func:`may_connect`, one thread at a time) succeeds (:func:`mark_ok`) --
+  so processes without the background sampler (commands, workers) recover too.
 * :func:`pick` hands out only replicas in rotation (healthy, out of cool-down,
   lag <= ``MAX_LAG_SECONDS``), round-robin or least-busy by the pools' live
   ``active`` counts.
@@ -121,6 +124,8 @@ class ReplicaState:
     fallbacks: int = 0
     #: Times it left the rotation (since the last reset).
     rotation_exits: int = 0
+    #: Monotonic time until which one connection attempt after the cool-down is in flight.
+    trial_until: float = 0.0
 
     def rotation(self, now: float, max_lag: float) -> tuple[bool, str]:
         """``(in_rotation, reason)`` with reason ok / cooling_down / down / lagging / lag_unknown."""
@@ -131,6 +136,10 @@ class ReplicaState:
         if self.lag_seconds is not None and self.lag_seconds > max_lag:
             return False, "lagging"
         return True, "ok"
+
+    def due_for_trial(self, now: float) -> bool:
+        """Out of rotation for a failure whose cool-down is over, and nobody is trying it yet."""
+        return not self.healthy and now >= self.cooldown_until and now >= self.trial_until
 
     def out_of_rotation_seconds(self, now: float) -> float:
         return self.out_total + (now - self.out_since if self.out_since is not None else 0.0)
@@ -205,6 +214,54 @@ def mark_failed(alias: str, error: BaseException | str) -> None:
         _publish(state, now, float(config["MAX_LAG_SECONDS"]))
 
 
+def may_connect(alias: str, *, claim: bool = True) -> bool:
+    """Whether the engine should try to open a connection to ``alias`` now.
+
+    Yes when it is healthy (lagging too: an explicit ``using`` still reaches it); when it
+    failed, not during its cool-down, and after it only for one caller per cool-down
+    (``claim`` takes that turn): a down replica costs one failed connect per cool-down
+    and process, not one per read.
+    """
+    state = _state(alias)
+    if state.healthy:
+        return True
+    now = time.monotonic()
+    if not state.due_for_trial(now):
+        return False
+    if not claim:
+        return True
+    with _lock:
+        if not state.due_for_trial(now):
+            return False  # another thread took the turn
+        state.trial_until = now + max(float(replica_settings()["COOLDOWN_SECONDS"]), 1.0)
+    return True
+
+
+def mark_ok(alias: str) -> None:
+    """A connection to ``alias`` was opened: back in rotation if it was out and its cool-down is over."""
+    state = _states.get(alias)
+    if state is None or state.healthy:
+        return  # the hot path: no lock
+    now = time.monotonic()
+    with _lock:
+        if state.healthy or now < state.cooldown_until:
+            return
+        state.healthy = True
+        state.last_error = ""
+        state.trial_until = 0.0
+        _publish(state, now, float(replica_settings()["MAX_LAG_SECONDS"]))
+
+
+def fallback_aliases(alias: str) -> list[str]:
+    """Where a read meant for ``alias`` goes when ``alias`` cannot serve it: the other replicas
+    in rotation, then the primary."""
+    max_lag = float(replica_settings()["MAX_LAG_SECONDS"])
+    now = time.monotonic()
+    others = [other for other in replica_aliases()
+              if other != alias and _usable_here(other) and _state(other).rotation(now, max_lag)[0]]
+    return [*others, PRIMARY]
+
+
 def note_fallback(alias: str) -> None:
     """A read meant for ``alias`` went to another server."""
     with _lock:
@@ -242,7 +299,10 @@ def pick() -> str | None:
     if config["BALANCING"] == "least_busy":
         # Stable sort: equal counts keep the round-robin order, spreading ties.
         ordered.sort(key=_active)
-    candidates = [alias for alias in ordered if _state(alias).rotation(now, max_lag)[0]]
+    # A failed replica whose cool-down is over is offered too: the engine tries it once
+    # (may_connect) and serves the read elsewhere if it is still down.
+    candidates = [alias for alias in ordered
+                  if _state(alias).rotation(now, max_lag)[0] or _state(alias).due_for_trial(now)]
     if not candidates or candidates[0] != ordered[0]:
         note_fallback(ordered[0])
     return candidates[0] if candidates else None

@@ -222,6 +222,69 @@ def note_write() -> None:
         state.pinned_until = time.monotonic() + float(conf.get("REPLICAS")["PIN_SECONDS"])
 
 
+def reset_pinning() -> None:
+    """Forget the read-your-writes pin of the current context outside requests.
+
+    Outside requests a write pins the context's reads to the primary for ``PIN_SECONDS``
+    (a thread, an asyncio task, a command). Call this where a new unit of work starts in a
+    long-lived worker -- or use :func:`task` -- so one write does not pin what follows it.
+    Inside a request it does nothing: a request that wrote reads from the primary to its end.
+    """
+    state = _state.get()
+    if state is not None and not state.in_request:
+        state.wrote = False
+        state.pinned = False
+        state.pinned_until = 0.0
+
+
+class Task:
+    """A unit of work outside requests with its own read-your-writes state (see :func:`task`)."""
+
+    def __init__(self) -> None:
+        self._tokens: list[Token[RouteState | None]] = []
+
+    def __enter__(self) -> RouteState:
+        state = RouteState()
+        self._tokens.append(_state.set(state))
+        return state
+
+    def __exit__(self, *exc: object) -> None:
+        _state.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> RouteState:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with Task():
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with Task():
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def task() -> Task:
+    """A block or a function (sync or async) that is one unit of work outside requests, such as
+    one job of a worker: it starts unpinned, its writes pin its own later reads to the primary
+    (for ``PIN_SECONDS`` at most), and nothing of it carries over to what runs after it.
+
+    ``with task(): ...``, ``async with task(): ...`` or ``@task()``.
+    """
+    return Task()
+
+
 # --- the decision -------------------------------------------------------------------
 def _in_primary_transaction() -> bool:
     # Only look at a connection this thread already has; never create one.

@@ -37,7 +37,9 @@ def _primary_lsn(primary_url: str) -> str:
 def _wait_lsn(replica_url: str, lsn: str, *, replayed: bool, deadline: float) -> None:
     position = "pg_last_wal_replay_lsn()" if replayed else "pg_last_wal_receive_lsn()"
     query = f"SELECT coalesce({position} >= %s::pg_lsn, false)"
-    with psycopg.connect(replica_url, autocommit=True, connect_timeout=5) as replica:
+    # The positions are the server's: ask in the maintenance database, which exists before the
+    # replica has replayed the creation of the test database.
+    with psycopg.connect(replica_url, dbname="postgres", autocommit=True, connect_timeout=5) as replica:
         while not replica.execute(query, [lsn]).fetchone()[0]:
             if time.monotonic() > deadline:
                 where = replica_url.rsplit("@", 1)[-1]

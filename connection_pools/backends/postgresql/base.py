@@ -27,7 +27,7 @@ from ... import conf
 from ...conf import pool_options as options
 from ...core.context import current_request
 from .. import persistent
-from . import attribution, fork
+from . import attribution, failover, fork
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper, metrics_for
 from .pool import DatabaseUnavailable, InstrumentedPool, Process
 
@@ -114,9 +114,13 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         return attribution.apply(self.alias, super().get_connection_params())
 
     def make_cursor(self, cursor: Any) -> MeteredCursorWrapper:
+        if failover.is_replica(self.alias):
+            return failover.ReplicaCursorWrapper(cursor, self)
         return MeteredCursorWrapper(cursor, self)
 
     def make_debug_cursor(self, cursor: Any) -> MeteredCursorDebugWrapper:
+        if failover.is_replica(self.alias):
+            return failover.ReplicaCursorDebugWrapper(cursor, self)
         return MeteredCursorDebugWrapper(cursor, self)
 
     def close_if_health_check_failed(self) -> None:
@@ -128,6 +132,7 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         request boundary. Outside a transaction, give it back (the pool discards it)
         and let the next cursor check out a working one. No I/O: a status flag only.
         """
+        failover.release_if_lent(self)
         if not _pooled(self.settings_dict):
             return super().close_if_health_check_failed()  # type: ignore[no-any-return]
         if self.connection is not None and self.connection.closed and not self.in_atomic_block:
@@ -135,6 +140,14 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         return None
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        """A connection for this alias; a replica that cannot be reached gets one lent by another
+        server (:mod:`.failover`)."""
+        if failover.is_replica(self.alias):
+            return failover.open_replica_connection(self, conn_params, self.open_without_failover)
+        return self.open_without_failover(conn_params)
+
+    def open_without_failover(self, conn_params: dict[str, Any]) -> Any:
+        """This alias's own connection (a checkout of its pool, or a new connection)."""
         metrics = metrics_for(self.alias, self.vendor)
         metrics.connections.inc()  # django-prometheus' django_db_new_connections_total
         try:
@@ -150,6 +163,11 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
     def _close(self) -> None:
         if self.connection is not None and not _pooled(self.settings_dict):
             persistent.connection_closing(self)
+        if self.connection is not None and failover.lent_to(self.connection) == self.alias:
+            with self.wrap_database_errors:
+                failover.give_back(self.connection)  # to the lender's pool, whatever this alias's mode
+            self.connection = None
+            return None
         return super()._close()  # type: ignore[no-any-return]
 
 
