@@ -107,3 +107,14 @@ def apply(alias: str, params: dict[str, Any]) -> dict[str, Any]:
     if enabled:
         params["application_name"] = application_name(alias, params.get("application_name"), prefix=prefix)
     return params
+
+
+#: A ``pg_stat_activity`` condition for "the connections of the user's own ``application_name``", attributed
+#: or not (parameters: :func:`owned_params`).
+OWNED_SQL = "(application_name = %s OR application_name LIKE %s)"
+
+
+def owned_params(user_name: str) -> list[str]:
+    """The parameters of :data:`OWNED_SQL` for ``user_name``."""
+    escaped = user_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return [user_name, f"{escaped} %[%:%@%]"]
