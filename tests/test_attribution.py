@@ -89,3 +89,10 @@ def test_it_can_be_turned_off(settings):
         assert shown == wrapper.alias  # exactly the user's own name
     finally:
         dispose(wrapper)
+
+
+def test_libpqs_pgappname_is_the_users_own_name_too(monkeypatch):
+    monkeypatch.setenv("PGAPPNAME", "nightly-report")
+    params = attribution.apply("default", {"host": "db"})
+    assert parse(params["application_name"]).user_name == "nightly-report"
+    assert attribution.apply("default", {"application_name": "explicit"})["application_name"].startswith("explicit ")

@@ -8,7 +8,7 @@ connections apart and say which process and alias holds each one::
     billing django[default:4242@web-1]    OPTIONS["application_name"] = "billing"
 
 The prefix (``django``) is ``CONNECTION_POOLS["APPLICATION_NAME"]["PREFIX"]``; a user's own
-name comes first, so it stays what they see first. PostgreSQL keeps at most 63 bytes
+name (``OPTIONS["application_name"]``, or libpq's ``PGAPPNAME``) comes first, so it stays what they see first. PostgreSQL keeps at most 63 bytes
 (``NAMEDATALEN - 1``) and shows every character that is not printable ASCII as ``?``: the
 name is built that way here too, so what we compute is exactly what the server stores.
 When it does not fit, the host is cut first (keeping at least 16 bytes of the user's name),
@@ -105,7 +105,9 @@ def apply(alias: str, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` (psycopg connection keywords) with the attributed ``application_name`` (in place)."""
     enabled, prefix = settings()
     if enabled:
-        params["application_name"] = application_name(alias, params.get("application_name"), prefix=prefix)
+        # The user's own name: in the parameters, else libpq's PGAPPNAME (which ours would otherwise replace).
+        own = params.get("application_name") or os.environ.get("PGAPPNAME")
+        params["application_name"] = application_name(alias, own, prefix=prefix)
     return params
 
 
