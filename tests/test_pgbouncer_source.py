@@ -127,3 +127,23 @@ def test_many_clients_logging_in_at_once_are_a_login_storm(tier):
     finally:
         for client in clients:
             client.close()
+
+
+def test_server_connections_pgbouncer_holds_are_named_as_its_in_the_census(tier):
+    from tests.support.census import sample_census
+
+    holder = pgb.connect(pgb.SINGLE_DB, f"pgb-census-{uuid.uuid4().hex[:8]}")
+    try:
+        holder.execute("BEGIN")
+        (server_pid,) = holder.execute("SELECT pg_backend_pid()").fetchone()
+        report = sample_pgbouncer()
+        assert server_pid in {pid for pids in report.server_pids.values() for pid in pids}
+        reports.remember(report)
+        census = sample_census()
+        (owner,) = [o for o in census.owners if o.kind == "pooler"]
+        assert owner.label.startswith("PgBouncer pgbouncer_1") and census.by_kind["pooler"] == owner.total >= 1
+        # the transaction the client holds through PgBouncer runs on that server connection
+        assert any(s.pid == server_pid and s.kind == "pooler" for s in census.idle_in_transaction)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

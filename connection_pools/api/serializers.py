@@ -274,13 +274,14 @@ class StateCountsSerializer(serializers.Serializer[Any]):
 
 class OwnerKindsSerializer(serializers.Serializer[Any]):
     ours = serializers.IntegerField()
+    pooler = serializers.IntegerField(help_text="Server connections a PgBouncer holds (its SHOW SERVERS).")
     probe = serializers.IntegerField()
     other = serializers.IntegerField()
     replication = serializers.IntegerField()
     background = serializers.IntegerField()
 
 
-OWNER_KINDS = ["ours", "probe", "other", "replication", "background"]
+OWNER_KINDS = ["ours", "pooler", "probe", "other", "replication", "background"]
 
 
 class OwnerSerializer(serializers.Serializer[Any]):

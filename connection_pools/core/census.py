@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Literal, TypeAlias
 
 from . import wire
 
-OwnerKind: TypeAlias = Literal["ours", "probe", "other", "replication", "background"]
+OwnerKind: TypeAlias = Literal["ours", "pooler", "probe", "other", "replication", "background"]
 LeakReason: TypeAlias = Literal["unknown_to_pool", "stopped_reporting"]
-OWNER_KINDS: tuple[str, ...] = ("ours", "probe", "other", "replication", "background")
+OWNER_KINDS: tuple[str, ...] = ("ours", "pooler", "probe", "other", "replication", "background")
 #: ``pg_stat_activity.state`` -> our field name.
 STATE_FIELDS: Mapping[str, str] = {
     "active": "active", "idle": "idle", "idle in transaction": "idle_in_transaction",

@@ -246,6 +246,9 @@ class PgBouncerReport:
     server_states: Mapping[str, int] = field(default_factory=dict)
     #: Clients connected less than :data:`LOGIN_WINDOW_SECONDS` ago (by PgBouncer's clock).
     recent_logins: int = 0
+    #: PgBouncer's server connections by PostgreSQL server (``addr:port`` -> backend pids, ``SHOW SERVERS``):
+    #: the census names these backends as the pooler's.
+    server_pids: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     kind: ClassVar[str] = "pgbouncer"
 
@@ -274,6 +277,7 @@ class PgBouncerReport:
             "stats": [asdict(s) for s in self.stats], "databases": [asdict(d) for d in self.databases],
             "config": config, "clients": self.clients, "client_states": dict(self.client_states),
             "servers": self.servers, "server_states": dict(self.server_states), "recent_logins": self.recent_logins,
+            "server_pids": {server: list(pids) for server, pids in self.server_pids.items()},
         }
 
     @classmethod
@@ -292,11 +296,22 @@ class PgBouncerReport:
             clients=wire.count(values.get("clients")), client_states=_counts(values.get("client_states")),
             servers=wire.count(values.get("servers")), server_states=_counts(values.get("server_states")),
             recent_logins=wire.count(values.get("recent_logins")),
+            server_pids={str(server): tuple(p for p in (wire.whole(x) for x in pids) if p is not None)
+                         for server, pids in wire.mapping(values.get("server_pids")).items() if isinstance(pids, list)},
         )
 
 
 def _counts(data: Any) -> dict[str, int]:
     return {str(key): wire.count(value) for key, value in wire.mapping(data).items()}
+
+
+def server_pids(servers: Iterable[PgBouncerConnection]) -> dict[str, tuple[int, ...]]:
+    """``addr:port`` of each PostgreSQL server -> the backend pids of PgBouncer's connections to it."""
+    found: dict[str, list[int]] = {}
+    for server in servers:
+        if server.remote_pid:
+            found.setdefault(f"{server.addr}:{server.port}", []).append(server.remote_pid)
+    return {key: tuple(sorted(pids)) for key, pids in found.items()}
 
 
 def recent_logins(clients: Iterable[PgBouncerConnection], *, now: float | None,

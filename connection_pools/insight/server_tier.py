@@ -81,12 +81,28 @@ def due(sources: list[ReportSource], now: float) -> list[ReportSource]:
         return [source for source in sources if _state.next_due.get(source.name, 0.0) <= now]
 
 
+def pooler_backends() -> dict[str, dict[int, str]]:
+    """Every PgBouncer's server connections from its last report: ``addr:port`` -> {backend pid: name}."""
+    found: dict[str, dict[int, str]] = {}
+    for report in reports.combined():
+        if isinstance(report, PgBouncerReport):
+            for server, pids in report.server_pids.items():
+                found.setdefault(server, {}).update(dict.fromkeys(pids, report.name))
+    return found
+
+
+def context(*, keep_connection: bool = False) -> SampleContext:
+    """What a census uses: the fleet and the PgBouncers' server connections, as the cluster knows them now."""
+    return SampleContext(fleet=fleet(), keep_connection=keep_connection, pooler_backends=pooler_backends())
+
+
 def sample(sources: list[ReportSource], *, keep_connection: bool) -> list[Report]:
     """Sample ``sources`` now, concurrently; a source that does not answer in its timeout is an error report."""
     census_due = any(source.kind == "server" for source in sources)
-    context = SampleContext(fleet=fleet() if census_due else Fleet(known=False), keep_connection=keep_connection)
+    context_now = context(keep_connection=keep_connection) if census_due else SampleContext(
+        keep_connection=keep_connection)
     by_name = {source.name: source for source in sources}
-    checks: dict[str, Callable[[], Report]] = {name: (lambda s=source: _safe(s, context))  # type: ignore[misc]
+    checks: dict[str, Callable[[], Report]] = {name: (lambda s=source: _safe(s, context_now))  # type: ignore[misc]
                                                for name, source in by_name.items()}
     timeout = max((_timeout(source) for source in sources), default=2.0)
     results = run_concurrently(checks, timeout, lambda name: _late(by_name[name], timeout))

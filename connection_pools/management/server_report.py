@@ -39,7 +39,8 @@ def format_census(name: str, census: dict[str, Any]) -> list[str]:
         f"{(census['superuser_reserved'] or 0) + (census['reserved'] or 0)} reserved), headroom {census['headroom']}",
         f"  by state: active {states['active']}  idle {states['idle']}  idle in transaction "
         f"{states['idle_in_transaction']}  aborted {states['idle_in_transaction_aborted']}  other {states['other']}",
-        f"  by owner: ours {kinds['ours']}  probes {kinds['probe']}  others {kinds['other']}  "
+        f"  by owner: ours {kinds['ours']}  PgBouncer {kinds['pooler']}  probes {kinds['probe']}  "
+        f"others {kinds['other']}  "
         f"replication {kinds['replication']}  background {kinds['background']}",
         f"  top owners ({len(census['owners'])} of {census['owners_total']}):",
     ]

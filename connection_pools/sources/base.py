@@ -25,7 +25,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,6 +68,8 @@ class SampleContext:
     #: True while this process samples for the whole cluster (it holds the job's lease): a dedicated
     #: connection may stay open for the next sample; otherwise it is closed after this one.
     keep_connection: bool = False
+    #: PgBouncers' server connections, from their last reports: ``addr:port`` -> {backend pid: PgBouncer name}.
+    pooler_backends: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ request or a scrape never does. The query text is selected only when
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -117,12 +118,24 @@ class CensusSource:
             settings = census_settings()
             options = Options(prefix=prefix, pooled_aliases=frozenset(
                 alias for alias, spec in alias_specs().items() if spec.pooler), top_owners=int(settings["TOP_OWNERS"]),
-                leak_grace=float(settings["LEAK_GRACE_SECONDS"]), query_text=query_text_length() > 0)
+                leak_grace=float(settings["LEAK_GRACE_SECONDS"]), query_text=query_text_length() > 0,
+                pooler_pids=self.pooler_pids(context))
             census, self._suspects = summarise(
                 name=self.name, server=self.server, alias=self.alias, role=self.role, aliases=self.aliases, rows=rows,
                 limits=limits, fleet=context.fleet, options=options, now=time.time(), suspects=self._suspects,
                 duration_ms=(time.monotonic() - started) * 1000)
             return census
+
+    def pooler_pids(self, context: SampleContext) -> dict[int, str]:
+        """The backends of this server that PgBouncers hold (matched by port, and by address when the
+        alias names the server by its IP address)."""
+        host, _, port = self.server.rpartition(":")
+        found: dict[int, str] = {}
+        for where, pids in context.pooler_backends.items():
+            addr, _, their_port = where.rpartition(":")
+            if their_port == port and (addr == host or not _is_ip(host)):
+                found.update(pids)
+        return found
 
     def _params(self) -> dict[str, Any]:
         params = probe_params(self.alias, timeout=self.timeout(), application_name=APPLICATION_NAME)
@@ -139,6 +152,14 @@ class CensusSource:
             settings = dict(conn.execute(SETTINGS_SQL).fetchall())
             rows = conn.execute(ACTIVITY_SQL.format(query=query)).fetchall()
         return _limits(settings), [_backend(row) for row in rows]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _whole(value: Any) -> int | None:

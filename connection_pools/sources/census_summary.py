@@ -3,6 +3,8 @@
 Pure (no I/O), so every rule is tested with rows made by hand as well as against the real
 server. Who owns a connection:
 
+* a client backend that a PgBouncer holds as a server connection (its ``SHOW SERVERS``, from its last
+  report) is that **pooler**'s, whatever client name it carries from its last client;
 * a client backend whose ``application_name`` carries our token (``django[default:4242@web-1]``,
   :mod:`connection_pools.backends.postgresql.attribution`) is **ours**: that host, pid and alias;
 * one named ``connection_pools.*`` is one of our **probes** (health, lag, census);
@@ -16,10 +18,20 @@ PostgreSQL 12), so ``states`` and the headroom count client backends only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..backends.postgresql.attribution import Attribution, host_matches, parse
-from ..core.census import BlockedSession, Leak, LeakReason, OwnerCount, OwnerKind, ServerCensus, Session, StateCounts
+from ..core.census import (
+    OWNER_KINDS,
+    BlockedSession,
+    Leak,
+    LeakReason,
+    OwnerCount,
+    OwnerKind,
+    ServerCensus,
+    Session,
+    StateCounts,
+)
 from ..core.fleet import Fleet, FleetProcess
 from ..core.snapshots import Hold
 
@@ -77,6 +89,8 @@ class Options:
     top_owners: int = 20
     leak_grace: float = 5.0
     query_text: bool = False
+    #: Backends PgBouncers hold (pid -> PgBouncer name).
+    pooler_pids: Mapping[int, str] = field(default_factory=dict)
 
 
 #: A leak candidate's identity: (backend pid, backend_start, reason).
@@ -103,6 +117,10 @@ def owner_of(row: Backend, fleet: Fleet, options: Options) -> Owner:
             label = f"walsender {row.application_name or ''} {row.user}@{row.address or 'local'}".replace("  ", " ")
             return Owner("replication", ("replication", row.application_name, row.user, row.address), label)
         return Owner("background", ("background", row.backend_type), row.backend_type or "background")
+    pooler = options.pooler_pids.get(row.pid)
+    if pooler is not None:
+        return Owner("pooler", ("pooler", pooler), f"PgBouncer {pooler} (last client: {row.application_name or '-'})"
+                     .replace(" (last client: -)", ""))
     ours = parse(row.application_name, options.prefix)
     if ours is not None:
         process = find_process(fleet, ours)
@@ -171,7 +189,7 @@ def summarise(*, name: str, server: str, alias: str, role: str, aliases: Sequenc
     rows = list(rows)
     holds = fleet.holds()
     owners: dict[tuple[str, ...], OwnerCount] = {}
-    by_kind = dict.fromkeys(("ours", "probe", "other", "replication", "background"), 0)
+    by_kind = dict.fromkeys(OWNER_KINDS, 0)
     states = StateCounts()
     idle_tx: list[Session] = []
     active: list[Session] = []

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from .. import conf
-from ..core.pooler import PgBouncerReport, count_states, recent_logins
+from ..core.pooler import PgBouncerReport, count_states, recent_logins, server_pids
 from ..core.snapshots import Config
 from .base import SampleContext
 from .pgbouncer_admin import ADMIN_DATABASE, PgBouncerAdminError, read_admin
@@ -87,7 +87,7 @@ class PgBouncerSource:
             databases=tuple(d for d in snapshot.databases if d.name != ADMIN_DATABASE),
             config=snapshot.config, clients=len(clients), client_states=count_states(clients),
             servers=len(snapshot.servers), server_states=snapshot.server_states,
-            recent_logins=recent_logins(clients, now=now),
+            recent_logins=recent_logins(clients, now=now), server_pids=server_pids(snapshot.servers),
         )
 
 

@@ -59,7 +59,7 @@ def census_source(name: str = "server_default") -> Any:
 
 def sample_census(name: str = "server_default") -> ServerCensus:
     """One census of a server now, with the fleet as the cluster store knows it."""
-    report = census_source(name).sample(SampleContext(fleet=server_tier.fleet()))
+    report = census_source(name).sample(server_tier.context())
     assert isinstance(report, ServerCensus)
     return report
 
