@@ -9,8 +9,9 @@ connections apart and say which process and alias holds each one::
 
 The prefix (``django``) is ``CONNECTION_POOLS["APPLICATION_NAME"]["PREFIX"]``; a user's own
 name (``OPTIONS["application_name"]``, or libpq's ``PGAPPNAME``) comes first, so it stays what
-they see first. PostgreSQL keeps at most 63 bytes (``NAMEDATALEN - 1``) and shows every character that is not printable ASCII as ``?``: the
-name is built that way here too, so what we compute is exactly what the server stores.
+they see first. PostgreSQL keeps at most 63 bytes (``NAMEDATALEN - 1``) and shows every character
+that is not printable ASCII as ``?``: the name is built that way here too, so what we compute is
+exactly what the server stores.
 When it does not fit, the host is cut first (keeping at least 16 bytes of the user's name),
 then the user's name.
 """
