@@ -182,9 +182,11 @@ class ConnectionSampler:
             return self._count(conn)
 
     def _count(self, conn: Any) -> int:
+        from connection_pools.backends.postgresql.attribution import OWNED_SQL, owned_params
+
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND backend_type = 'client backend'",
-            [self.application_name],
+            f"SELECT count(*) FROM pg_stat_activity WHERE {OWNED_SQL} AND backend_type = 'client backend'",
+            owned_params(self.application_name),
         ).fetchone()
         return int(row[0])
 

@@ -21,8 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 services = compose["services"]
 pgbouncer_override = yaml.safe_load((ROOT / "docker-compose.pgbouncer.yml").read_text())
-# Names the design gives the settings for running through PgBouncer; connection_pools.env
-# is to read them (DATABASE_POOLER, PGBOUNCER_ADMIN_URL); until then only the override sets them.
+# The settings for running through PgBouncer, which connection_pools.env reads.
 PGBOUNCER_ENV_NAMES = {"DATABASE_POOLER", "PGBOUNCER_ADMIN_URL"}
 
 
@@ -189,12 +188,15 @@ def test_the_override_runs_web_through_pgbouncer():
     assert (console.hostname, console.port, console.path) == ("pgbouncer", int(settings["listen_port"]), "/pgbouncer")
     assert console.username in _list(settings["stats_users"]) and users[console.username] == console.password
     assert pgbouncer_override["services"]["web"]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
-    unknown = set(env) - _settings_env_names() - PGBOUNCER_ENV_NAMES
+    assert PGBOUNCER_ENV_NAMES <= _settings_env_names()
+    unknown = set(env) - _settings_env_names()
     assert not unknown, f"the override sets env vars the settings never read: {sorted(unknown)}"
     from connection_pools import env as cp_env
 
-    cp_env.databases(env)
-    cp_env.connection_pools(env)
+    assert cp_env.databases(env)["default"]["DISABLE_SERVER_SIDE_CURSORS"] is True
+    pools = cp_env.connection_pools(env)
+    assert pools["POOLERS"] == {"default": "pgbouncer"} and pools["PGBOUNCER"]["ADMIN_URLS"] == (
+        env["PGBOUNCER_ADMIN_URL"],)
 
 
 @pytest.fixture
