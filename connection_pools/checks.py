@@ -15,6 +15,14 @@ def _whole(value: Any, minimum: int, maximum: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and minimum <= value <= maximum
 
 
+@register()
+def check_persistent_under_asgi(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """connection_pools.E301: persistent connections leak under ASGI (see :mod:`.conf.serving`)."""
+    from .conf.serving import persistent_under_asgi
+
+    return persistent_under_asgi()
+
+
 @register(Tags.database, deploy=False)
 def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """connection_pools.E001/E002: the guide's pool sizes must be whole numbers within bounds."""

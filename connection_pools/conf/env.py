@@ -339,6 +339,7 @@ def connection_pools(environ: Environ | None = None) -> dict[str, Any]:
                                           maximum=60.0),
         "HEALTH_INTERVAL": env_float(environ, "CONNECTION_POOLS_HEALTH_INTERVAL", 10.0, minimum=1.0, maximum=3600.0),
         "PROCESSES": processes(environ),
+        "ASGI": env_bool(environ, "CONNECTION_POOLS_ASGI", False),
     }
     _check_pairs(settings)
     return settings
