@@ -41,10 +41,15 @@ graceful_timeout = 5
 
 
 def on_starting(server: Any) -> None:
-    """In the master, before binding: a bad setting stops here with one sentence (no worker boots)."""
-    from project.startup import check_settings
+    """In the master, before binding: a bad setting stops here with one sentence (no worker boots);
+    so do persistent connections when serving under ASGI (connection_pools.E301)."""
+    from project.startup import check_settings, start
 
     check_settings()
+    if ASGI:
+        from connection_pools.conf.serving import refuse_unsafe_asgi
+
+        start(refuse_unsafe_asgi)
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -19,7 +19,9 @@ switch, as Django's own ``close_old_connections`` would have done on their threa
   context for it, keyed by the request's asgiref ``ThreadSensitiveContext``.
 
 Only idle connections are taken back: not inside ``atomic()``, no transaction or command in
-progress on them. A thread that is still working with its connection keeps it.
+progress on them. One that is busy -- its thread is already working for another request, which
+reuses it without connecting -- is kept aside and given back at the end of a later request
+that finds it idle: the request that used it last ends after that use.
 """
 
 from __future__ import annotations
@@ -36,13 +38,25 @@ from django.dispatch import receiver
 from psycopg.pq import TransactionStatus
 
 from ..conf.pool_options import is_pooled
-from ..core.context import RequestContext, current_request
+from ..core.context import OpenedConnection, RequestContext, current_request
+from ..core.runtime import runtime
 
 logger = logging.getLogger("connection_pools.request_end")
 
 _lock = threading.Lock()
 #: ASGI: request contexts waiting for their request_finished, by ThreadSensitiveContext.
 _waiting: weakref.WeakKeyDictionary[Any, RequestContext] = weakref.WeakKeyDictionary()
+#: Other-thread connections that were busy when their request ended, by wrapper id.
+_busy: dict[int, OpenedConnection] = {}
+
+
+def _forget() -> None:
+    with _lock:
+        _waiting.clear()
+        _busy.clear()
+
+
+runtime.register("backends.request_end", _forget, after_fork=True)
 
 
 @receiver(connection_created, dispatch_uid="connection_pools.request_end.opened")
@@ -60,7 +74,7 @@ def _thread_sensitive_context() -> Any:
 
 def release_later(context: RequestContext) -> None:
     """ASGI, from the event loop: release ``context``'s other-thread connections at its request_finished."""
-    if not any(entry.wrapper.connection is not None for entry in list(context.connections.values())):
+    if not _busy and not any(entry.wrapper.connection is not None for entry in list(context.connections.values())):
         return
     key = _thread_sensitive_context()
     if key is None:  # not Django's ASGI handler: nothing will come back for it on a known thread
@@ -72,7 +86,7 @@ def release_later(context: RequestContext) -> None:
 
 @receiver(request_finished, dispatch_uid="connection_pools.request_end.finished")
 def _request_finished(**kwargs: Any) -> None:
-    if not _waiting:  # WSGI, and ASGI requests that used no other thread: nothing to look up
+    if not _waiting and not _busy:  # WSGI, and ASGI requests that used no other thread: nothing to do
         return
     key = _thread_sensitive_context()
     if key is None:
@@ -81,6 +95,8 @@ def _request_finished(**kwargs: Any) -> None:
         context = _waiting.pop(key, None)
     if context is not None:
         release_other_threads(context)
+    elif _busy:
+        _release(_take_busy(), label="a request")
 
 
 def _idle(wrapper: Any) -> bool:
@@ -91,20 +107,38 @@ def _idle(wrapper: Any) -> bool:
 
 
 def release_other_threads(context: RequestContext) -> int:
-    """Give back the idle pooled connections ``context`` opened on threads other than this one.
+    """Give back the idle pooled connections ``context`` opened on threads other than this one
+    (and those kept aside busy by earlier requests). Returns how many went back.
 
-    Returns how many went back. The calling thread's connections are Django's to return
-    (``close_old_connections`` at ``request_finished``).
+    The calling thread's connections are Django's to return (``close_old_connections`` at
+    ``request_finished``).
     """
+    entries = list(context.connections.values())
+    context.connections.clear()
+    if _busy:
+        entries.extend(_take_busy())
+    return _release(entries, label=context.label)
+
+
+def _take_busy() -> list[OpenedConnection]:
+    with _lock:
+        entries = list(_busy.values())
+        _busy.clear()
+    return entries
+
+
+def _release(entries: list[OpenedConnection], *, label: str) -> int:
     me = threading.get_ident()
     released = 0
-    for entry in list(context.connections.values()):
+    for entry in entries:
         wrapper = entry.wrapper
         if entry.thread == me or wrapper.connection is None or not is_pooled(wrapper.settings_dict):
             continue
         if not _idle(wrapper):
-            logger.warning("%s: a %s connection checked out on another thread is still in use at the end "
-                           "of the request; it stays with that thread", context.label, wrapper.alias)
+            logger.debug("%s: a %s connection checked out on another thread is busy at the end of the request; "
+                         "it goes back at the end of a later one", label, wrapper.alias)
+            with _lock:
+                _busy[id(wrapper)] = entry
             continue
         wrapper.inc_thread_sharing()
         try:
@@ -114,5 +148,4 @@ def release_other_threads(context: RequestContext) -> int:
         finally:
             wrapper.dec_thread_sharing()
         released += 1
-    context.connections.clear()
     return released
