@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
@@ -56,7 +57,7 @@ def is_pinned_by_cookie(request: HttpRequest) -> bool:
     if not config["PIN_SECONDS"]:
         return False
     value = request.get_signed_cookie(
-        config["PIN_COOKIE"], default=None, salt=COOKIE_SALT, max_age=float(config["PIN_SECONDS"])
+        config["PIN_COOKIE"], default=None, salt=COOKIE_SALT, max_age=timedelta(seconds=float(config["PIN_SECONDS"]))
     )
     return value == PIN_VALUE
 
@@ -92,7 +93,8 @@ def failed_replicas(aliases: set[str]) -> list[str]:
     """Those of ``aliases`` whose connection in this thread broke (not a mere SQL error)."""
     failed = []
     for alias in sorted(aliases):
-        wrapper = getattr(connections._connections, alias, None)
+        # Only this thread's wrappers (Django's per-thread storage): never open one here.
+        wrapper = getattr(connections._connections, alias, None)  # type: ignore[attr-defined]
         if wrapper is None or not wrapper.errors_occurred:
             continue
         raw = wrapper.connection
@@ -169,4 +171,4 @@ def _replay(request: HttpRequest, *, on_primary: bool) -> HttpResponseBase:
         if kind is None:
             raise
         return unavailable_response(request, kind)
-    return response
+    return response  # type: ignore[no-any-return]  # whatever the view returned
