@@ -22,7 +22,9 @@ class ConnectionPoolsConfig(AppConfig):
         from .backends.postgresql.base import live_pool
         from .backends.redis import pools as redis_pools
         from .metrics import register as register_metrics
-        from .routing import replicas, statements  # noqa: F401
+        from .routing import replicas, statements
+
+        statements.install()
 
         jobs.register()
         # Least-busy balancing asks the pools how busy each replica is (routing sits below them).
