@@ -23,7 +23,6 @@ PgBouncer is the one of ``scripts/devservices`` (transaction mode, SCRAM), found
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -277,13 +276,7 @@ def render(cycles: dict[str, float], http: dict[str, list[load.LoadResult]], *, 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per HTTP round and side (default 5)")
-    parser.add_argument("--no-write", action="store_true", help="print the section, do not touch RESULTS.md")
-    args = parser.parse_args(argv)
-    if not (1 <= args.rounds <= 20 and 1 <= args.duration <= 120):
-        parser.error("--rounds must be 1..20 and --duration 1..120 seconds")
+    args = results_file.parse_round_args(__doc__.split("\n\n")[0], argv)
     load.wrk_binary()
     configure_django()
     served_before, pgbouncer = pgbouncer_queries()
@@ -301,11 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/bench_pgbouncer.py " + " ".join(argv if argv is not None else sys.argv[1:])
     section = render(cycles, http, rounds=args.rounds, duration=args.duration, command=command.strip(),
                      pgbouncer=pgbouncer, served=served, before=before, after=after, census=census)
-    print()
-    print(section)
-    if not args.no_write:
-        results_file.write_section(SECTION, section)
-        print(f"written to {results_file.RESULTS.relative_to(ROOT)}")
+    results_file.publish(SECTION, section, no_write=args.no_write)
     return 0
 
 

@@ -15,6 +15,14 @@ def _whole(value: Any, minimum: int, maximum: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and minimum <= value <= maximum
 
 
+@register()
+def check_persistent_under_asgi(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """connection_pools.E301: persistent connections leak under ASGI (see :mod:`.conf.serving`)."""
+    from .conf.serving import persistent_under_asgi
+
+    return persistent_under_asgi()
+
+
 @register(Tags.database, deploy=False)
 def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """connection_pools.E001/E002: the guide's pool sizes must be whole numbers within bounds."""
@@ -220,7 +228,7 @@ def check_replica_roles(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 # --- transaction pooling (PgBouncer) ----------------------------------------------------------------------
 @register()
 def check_transaction_pooling(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """connection_pools.E301: an alias behind PgBouncer in transaction mode (``POOLERS``) whose settings would
+    """connection_pools.E302: an alias behind PgBouncer in transaction mode (``POOLERS``) whose settings would
     leave state on a shared server connection: server-side cursors, prepared statements, ``assume_role``
     (``SET ROLE`` once per client connection), or startup ``options`` (PgBouncer refuses them)."""
     from django.db import connections
@@ -231,7 +239,7 @@ def check_transaction_pooling(app_configs: Any = None, **kwargs: Any) -> list[Ch
     for alias, kind in poolers().items():
         if kind != "pgbouncer":
             messages.append(Error(f"CONNECTION_POOLS['POOLERS'][{alias!r}] is {kind!r}; the only pooler known is "
-                                  "'pgbouncer'.", hint="See docs/server-tier.md.", id="connection_pools.E301"))
+                                  "'pgbouncer'.", hint="See docs/server-tier.md.", id="connection_pools.E302"))
             continue
         db = connections.settings.get(alias)
         if db is None:
@@ -250,7 +258,7 @@ def check_transaction_pooling(app_configs: Any = None, **kwargs: Any) -> list[Ch
             problems.append("OPTIONS['options'] is a startup parameter PgBouncer refuses")
         messages += [Error(f"DATABASES[{alias!r}] goes through PgBouncer in transaction mode: {problem}.",
                            hint="DATABASE_POOLER=pgbouncer sets the first two (connection_pools.env); "
-                                "see docs/server-tier.md.", id="connection_pools.E301")
+                                "see docs/server-tier.md.", id="connection_pools.E302")
                      for problem in problems]
     return messages
 

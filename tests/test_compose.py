@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 services = compose["services"]
 pgbouncer_override = yaml.safe_load((ROOT / "docker-compose.pgbouncer.yml").read_text())
+asgi_override = yaml.safe_load((ROOT / "docker-compose.asgi.yml").read_text())
 # The settings for running through PgBouncer, which connection_pools.env reads.
 PGBOUNCER_ENV_NAMES = {"DATABASE_POOLER", "PGBOUNCER_ADMIN_URL"}
 
@@ -36,7 +38,8 @@ def test_services_present() -> None:
 
 
 def _gunicorn_port() -> str:
-    match = re.search(r"gunicorn project\.wsgi --bind 0\.0\.0\.0:(\d+)", services["web"]["command"])
+    # No application on the command line: project/gunicorn_conf.py picks it (WSGI or ASGI).
+    match = re.search(r"gunicorn --bind 0\.0\.0\.0:(\d+)", services["web"]["command"])
     assert match, services["web"]["command"]
     return match.group(1)
 
@@ -63,6 +66,28 @@ def test_gunicorn_uses_the_project_worker_settings_and_process_count() -> None:
     assert "--threads" not in command and "--worker-class" not in command and " -k " not in command
     workers = re.search(r"--workers (\d+)", command).group(1)
     assert services["web"]["environment"]["CONNECTION_POOLS_PROCESSES"] == workers
+
+
+def _gunicorn_choice(environ: dict[str, str]) -> tuple[str, str]:
+    """The application and worker class project/gunicorn_conf.py picks under ``environ``."""
+    code = "import project.gunicorn_conf as c; print(c.wsgi_app, c.worker_class)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": os.environ["PATH"], **environ},
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    return out[0], out[1]
+
+
+def test_the_asgi_override_serves_project_asgi_on_uvicorn_workers() -> None:
+    web = asgi_override["services"]["web"]
+    assert set(web) == {"environment"}, "the override changes only the environment; the command stays"
+    assert web["environment"] == {"CONNECTION_POOLS_ASGI": "true"}
+    assert "CONNECTION_POOLS_ASGI" in _settings_env_names()
+    merged = {k: str(v) for k, v in {**services["web"]["environment"], **web["environment"]}.items()}
+    from connection_pools import env
+
+    assert env.connection_pools(merged)["ASGI"] is True
+    assert _gunicorn_choice(merged) == ("project.asgi:application", "project.asgi_worker.AsgiWorker")
+    plain = {k: str(v) for k, v in services["web"]["environment"].items()}
+    assert _gunicorn_choice(plain) == ("project.wsgi:application", "project.gunicorn_worker.BufferedHeadWorker")
 
 
 def test_web_env_names_are_known_to_the_settings() -> None:

@@ -101,14 +101,14 @@ def test_unsafe_settings_behind_pgbouncer_are_errors(settings):
     try:
         default["DISABLE_SERVER_SIDE_CURSORS"] = False
         messages = checks.check_transaction_pooling()
-        assert [m.id for m in messages] == ["connection_pools.E301"]
+        assert [m.id for m in messages] == ["connection_pools.E302"]
         assert "DISABLE_SERVER_SIDE_CURSORS" in messages[0].msg
         default["DISABLE_SERVER_SIDE_CURSORS"] = True
         assert checks.check_transaction_pooling() == []
     finally:
         default.update(saved)
     settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "POOLERS": {"default": "pgpool"}}
-    assert [m.id for m in checks.check_transaction_pooling()] == ["connection_pools.E301"]
+    assert [m.id for m in checks.check_transaction_pooling()] == ["connection_pools.E302"]
 
 
 @pytest.mark.django_db

@@ -132,6 +132,10 @@ DEFAULTS: dict[str, Any] = {
     # workers, commands). None: count the processes publishing snapshots. The system check
     # connection_pools.W201 multiplies the pools' maximum by it (docs/postgresql-pools.md).
     "PROCESSES": None,
+    # Served under ASGI (uvicorn workers...). True: say so, so that ``manage.py check`` refuses
+    # persistent connections (connection_pools.E301) before deployment; a server that loads the
+    # app through Django's ASGI handler is detected by itself (docs/asgi.md).
+    "ASGI": False,
     # Read replicas.
     "REPLICAS": {
         "BALANCING": "round_robin",  # or "least_busy"

@@ -403,6 +403,7 @@ def connection_pools(environ: Environ | None = None) -> dict[str, Any]:
         "POOLERS": {"default": found} if (found := pooler(environ)) else {},
         "CENSUS": census_settings(environ),
         "PGBOUNCER": {**conf.DEFAULTS["PGBOUNCER"], "ADMIN_URLS": tuple(pgbouncer_admin_urls(environ))},
+        "ASGI": env_bool(environ, "CONNECTION_POOLS_ASGI", False),
     }
     _check_pairs(settings)
     return settings

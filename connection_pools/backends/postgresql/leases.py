@@ -16,7 +16,7 @@ from typing import Any
 from django.core.signals import setting_changed
 
 from ... import conf
-from ...core.context import RequestInfo
+from ...core.context import RequestContext
 from ...core.snapshots import Hold
 
 logger = logging.getLogger("connection_pools.postgres")
@@ -27,7 +27,7 @@ class Lease:
     """One checked-out connection."""
 
     since: float
-    request: RequestInfo | None
+    request: RequestContext | None
     conn: Any
     reported: bool = False
 
@@ -61,7 +61,7 @@ class Leases:
     def __len__(self) -> int:
         return len(self._leases)
 
-    def add(self, conn: Any, since: float, request: RequestInfo | None) -> None:
+    def add(self, conn: Any, since: float, request: RequestContext | None) -> None:
         """``conn`` was handed out at ``since`` for ``request``."""
         self._leases[id(conn)] = Lease(since, request, conn)
 

@@ -35,7 +35,7 @@ from psycopg_pool import PoolTimeout
 
 from ...conf.aliases import pool_name_for_alias
 from ...conf.pool_options import PoolConfig
-from ...core.context import RequestInfo, current_request
+from ...core.context import RequestContext, current_request
 from ...core.counters import PoolCounters
 from ...core.snapshots import Gauges, Hold
 from . import compat
@@ -356,7 +356,7 @@ def _chain(first: Any, second: Any) -> Any:
     return configure
 
 
-def _mark_failure(request: RequestInfo | None, alias: str, kind: str) -> None:
+def _mark_failure(request: RequestContext | None, alias: str, kind: str) -> None:
     if request is not None:
         request.db_failure = request.db_failure or kind
         request.failed_aliases.append(alias)

@@ -7,7 +7,7 @@ that another client gets next, and be missing from the one this client gets: a `
 alias with ``CONNECTION_POOLS["POOLERS"][alias] == "pgbouncer"`` the engine refuses such a
 statement with one clear error instead of letting it corrupt other sessions silently.
 Server-side cursors and prepared statements are turned off by the settings
-(``DISABLE_SERVER_SIDE_CURSORS``, ``prepare_threshold=None``; ``connection_pools.E301`` checks them).
+(``DISABLE_SERVER_SIDE_CURSORS``, ``prepare_threshold=None``; ``connection_pools.E302`` checks them).
 """
 
 from __future__ import annotations
