@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make run    - set up, start PostgreSQL (primary + replica), Redis and PgBouncer, migrate, serve on 127.0.0.1:8000
+#                 (make run ASGI=1: the same under ASGI, on uvicorn workers)
 #   make test   - set up, start the services, run the full test suite
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -12,11 +13,12 @@ DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements.txt requirements-dev.txt | 
 SERVICES := scripts/devservices
 WITH_ENV := set -a && eval "$$($(SERVICES) env)" && SECRET_KEY="$${SECRET_KEY:-$$(scripts/secret-key)}" && set +a &&
 WORKERS ?= 3
+ASGI ?= 0
 
 .PHONY: help venv system-deps services services-stop stop status run test django-suite lint bench clean
 
 help:
-	@echo "make run     set up everything and serve on http://127.0.0.1:8000"
+	@echo "make run     set up everything and serve on http://127.0.0.1:8000 (ASGI=1: under ASGI, uvicorn workers)"
 	@echo "make test    set up everything and run the full test suite (then Django's own suite on our engine)"
 	@echo "make stop    stop PostgreSQL, Redis and PgBouncer started by this checkout"
 	@echo "make status  show the local services"
@@ -45,8 +47,11 @@ services-stop stop:
 status:
 	$(SERVICES) status
 
-# The worker class, threads and timeouts come from project/gunicorn_conf.py (README, "Serving").
+# The application, worker class, threads and timeouts come from project/gunicorn_conf.py (README,
+# "Serving"); CONNECTION_POOLS_ASGI=true makes it project.asgi on uvicorn workers (docs/asgi.md)
+# and makes manage.py check judge the settings for ASGI.
 run: export CONNECTION_POOLS_PROCESSES = $(WORKERS)
+run: export CONNECTION_POOLS_ASGI = $(if $(filter 1 true yes,$(ASGI)),true,false)
 run: venv services
 	$(WITH_ENV) $(BIN)/python manage.py migrate --noinput
 	$(WITH_ENV) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
@@ -58,9 +63,10 @@ run: venv services
 	@echo "  API:         http://127.0.0.1:8000/api/v1/admin/connection-pools/stats"
 	@echo "  API docs:    http://127.0.0.1:8000/api/v1/admin/connection-pools/docs/"
 	@echo "  Metrics:     http://127.0.0.1:8000/metrics"
+	@echo "  Serving:     $$([ "$$CONNECTION_POOLS_ASGI" = true ] && echo 'ASGI (project.asgi, uvicorn workers)' || echo 'WSGI (project.wsgi)')"
 	@echo "  Stop with Ctrl-C, then 'make stop' to stop PostgreSQL, Redis and PgBouncer."
 	@echo ""
-	$(WITH_ENV) exec $(BIN)/gunicorn project.wsgi --bind 127.0.0.1:8000 --workers $(WORKERS) \
+	$(WITH_ENV) exec $(BIN)/gunicorn --bind 127.0.0.1:8000 --workers $(WORKERS) \
 		--access-logfile - --config python:project.gunicorn_conf
 
 test: venv services

@@ -13,15 +13,16 @@ Five sides, each measured two ways in one run:
   the per-round ratios against side (a), as in ``bench/run_all.py``).
 
 (a) our pool, direct; (b) Django's own pooled engine, direct; (c) Django with no pool,
-through PgBouncer; (d) our pool through PgBouncer (``bench/settings_pgbouncer.py``:
-no server-side cursors, ``prepare_threshold=None``); (e) Django with no pool, direct.
+through PgBouncer; (d) our pool through PgBouncer (``DATABASE_POOLER=pgbouncer``: no
+server-side cursors, ``prepare_threshold=None``, session state refused); (e) Django with
+no pool, direct. Then the cost of one server census (``pg_stat_activity`` + ``pg_settings``
+over its dedicated connection) with 50 and 150 extra idle connections on the primary.
 PgBouncer is the one of ``scripts/devservices`` (transaction mode, SCRAM), found through
 ``PGBOUNCER_DATABASE_URL`` and ``PGBOUNCER_ADMIN_URL``. Ratios only, no targets.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -65,7 +66,8 @@ SIDES = (
     Side("b", "Django's pooled engine, direct", "bench_django_pool", "bench.settings_plain"),
     Side("c", "Django, no pool, through PgBouncer", "bench_no_pool_pgb", "bench.settings_plain", True,
          NO_POOL_ENV),
-    Side("d", "our pool through PgBouncer", "bench_ours_pgb", "bench.settings_pgbouncer", True),
+    Side("d", "our pool through PgBouncer", "bench_ours_pgb", "project.settings", True,
+         {"DATABASE_POOLER": "pgbouncer"}),
     Side("e", "Django, no pool, direct", "bench_no_pool", "bench.settings_plain", False, NO_POOL_ENV),
 )
 
@@ -95,6 +97,8 @@ def configure_django() -> None:
     def alias(url: dict[str, Any], engine: str, **extra: Any) -> dict[str, Any]:
         return {**url, "ENGINE": engine, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False, **extra}
 
+    # (d) in this process as DATABASE_POOLER=pgbouncer makes the primary (connection_pools.env).
+    settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS, "POOLERS": {"bench_ours_pgb": "pgbouncer"}}
     settings.DATABASES.update({
         "bench_ours": alias(direct, OURS, OPTIONS={"pool": {}}),
         # Like for like with our default pre-ping: one check per checkout (bench/settings_plain.py does the same).
@@ -165,7 +169,7 @@ def pgbouncer_queries() -> tuple[int, str]:
     describing it (version, pool mode, auth), from its admin console."""
     import dj_database_url
 
-    from connection_pools.pgbouncer_admin import read_admin
+    from connection_pools.sources.pgbouncer_admin import read_admin
 
     snapshot = read_admin(required_env("PGBOUNCER_ADMIN_URL"))
     dbname = dj_database_url.parse(required_env("PGBOUNCER_DATABASE_URL"))["NAME"]
@@ -176,14 +180,54 @@ def pgbouncer_queries() -> tuple[int, str]:
     return (stats.total_query_count if stats else 0), line
 
 
+def setting_note(side: Side) -> str:
+    if side.env.get("DATABASE_POOLER"):
+        return " + `DATABASE_POOLER=pgbouncer`"
+    return " + no pool" if side.env else ""
+
+
+CENSUS_LOADS = (50, 150)
+CENSUS_SAMPLES = 30
+
+
+def bench_census() -> dict[int, tuple[float, int]]:
+    """Median seconds of one census of the primary (and the client backends it counted) with
+    ``CENSUS_LOADS`` extra idle connections open, its dedicated connection kept as the job keeps it."""
+    import psycopg
+
+    from connection_pools.sources.base import SampleContext, registry
+
+    source = next(s for s in registry.report_sources() if s.name == "server_default")
+    context = SampleContext(keep_connection=True)
+    found = {}
+    for extra in CENSUS_LOADS:
+        idle = [psycopg.connect(required_env("DATABASE_URL"), application_name="bench-census-idle")
+                for _ in range(extra)]
+        try:
+            source.sample(context)  # the connection opened once, as the lease holder keeps it
+            durations, counted = [], 0
+            for _ in range(CENSUS_SAMPLES):
+                started = time.perf_counter()
+                census = source.sample(context)
+                durations.append(time.perf_counter() - started)
+                counted = census.connections
+            found[extra] = (statistics.median(durations), counted)
+        finally:
+            for conn in idle:
+                conn.close()
+    source.close()
+    return found
+
+
 def render(cycles: dict[str, float], http: dict[str, list[load.LoadResult]], *, rounds: int, duration: float,
-           command: str, pgbouncer: str, served: int, before: str, after: str) -> str:
+           command: str, pgbouncer: str, served: int, before: str, after: str,
+           census: dict[int, tuple[float, int]]) -> str:
     rows = []
     for side in SIDES:
         runs = http[side.key]
         failed = sum(r.failures for r in runs)
         rows.append(
-            f"| ({side.key}) {side.label} | `{side.settings}`{' + no pool' if side.env else ''} | "
+            f"| ({side.key}) {side.label} | `{side.settings}`{setting_note(side)} | "
             f"{us(cycles[side.key])} | {cycle_ratio(cycles, side.key):.2f}x | "
             f"{run_all.total_throughput(runs):.1f} | {http_ratio(http, side.key):.2f}x | {failed} |")
     rows.insert(2, f"| (a) again, the reference of (c) and (e) | `project.settings` | {us(cycles['a_ref'])} | 1.00x "
@@ -192,8 +236,8 @@ def render(cycles: dict[str, float], http: dict[str, list[load.LoadResult]], *, 
     lines = [
         "## In-process pools and PgBouncer (`bench/bench_pgbouncer.py`)",
         "",
-        f"Run: `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; all ratios from this one run, "
-        "no targets.",
+        f"Run: `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; all ratios from this one run "
+        "on a shared, noisy 2-core machine (other engineers' services and tests run beside it), no targets.",
         f"Machine: {machine('bench_no_pool')}; {pgbouncer}; wrk {load.wrk_version()}.",
         f"Machine before: {before}. After: {after}.",
         "",
@@ -215,22 +259,24 @@ def render(cycles: dict[str, float], http: dict[str, list[load.LoadResult]], *, 
         "alternating; req/s over all rounds, the ratio is the median of the per-round ratios against (a). Our pool "
         "runs with its defaults (pre-ping on); Django's pooled engine checks each checkout too (`CONN_HEALTH_CHECKS`), "
         "so both do one round trip per checkout; `bench.settings_plain` also leaves out our middleware. (d) is our "
-        "engine unchanged with `DISABLE_SERVER_SIDE_CURSORS=True` and `prepare_threshold=None` "
-        f"(`bench/settings_pgbouncer.py`). PgBouncer served {served:,} queries of this run (its `SHOW STATS`), "
-        "so (c) and (d) really went through it.",
+        "engine through PgBouncer with `DATABASE_POOLER=pgbouncer` (`DISABLE_SERVER_SIDE_CURSORS=True`, "
+        "`prepare_threshold=None`, session-state statements refused). "
+        f"PgBouncer served {served:,} queries of this run (its `SHOW STATS`), "
+        "so (c) and (d) really went through it. Every server of the run also ran the server-tier job (a census "
+        "of each server and a read of PgBouncer's console every 5 s in one process of each server).",
+        "",
+        "Server census cost (one process of the cluster runs it every `CENSUS[\"INTERVAL\"]` = 5 s, never in a "
+        "request or a scrape): " + "; ".join(
+            f"{us(seconds)} per census with {counted} client backends on the primary ({extra} extra idle)"
+            for extra, (seconds, counted) in census.items())
+        + f" (median of {CENSUS_SAMPLES} samples, its dedicated connection kept open).",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per HTTP round and side (default 5)")
-    parser.add_argument("--no-write", action="store_true", help="print the section, do not touch RESULTS.md")
-    args = parser.parse_args(argv)
-    if not (1 <= args.rounds <= 20 and 1 <= args.duration <= 120):
-        parser.error("--rounds must be 1..20 and --duration 1..120 seconds")
+    args = results_file.parse_round_args(__doc__.split("\n\n")[0], argv)
     load.wrk_binary()
     configure_django()
     served_before, pgbouncer = pgbouncer_queries()
@@ -241,16 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {key}: {us(seconds)}", flush=True)
     print("== HTTP /one-query/", flush=True)
     http = bench_http(args.rounds, args.duration)
+    print("== server census", flush=True)
+    census = bench_census()
     after = run_all.machine_state()
     served = pgbouncer_queries()[0] - served_before
     command = "python bench/bench_pgbouncer.py " + " ".join(argv if argv is not None else sys.argv[1:])
     section = render(cycles, http, rounds=args.rounds, duration=args.duration, command=command.strip(),
-                     pgbouncer=pgbouncer, served=served, before=before, after=after)
-    print()
-    print(section)
-    if not args.no_write:
-        results_file.write_section(SECTION, section)
-        print(f"written to {results_file.RESULTS.relative_to(ROOT)}")
+                     pgbouncer=pgbouncer, served=served, before=before, after=after, census=census)
+    results_file.publish(SECTION, section, no_write=args.no_write)
     return 0
 
 

@@ -126,6 +126,7 @@ def bench_mass_disconnect(rounds: int) -> dict[str, float]:
     import psycopg
     from django.db import connections
 
+    from connection_pools.backends.postgresql.attribution import OWNED_SQL, owned_params
     from connection_pools.backends.postgresql.pool import ping
 
     wrapper = connections["default"]
@@ -138,7 +139,8 @@ def bench_mass_disconnect(rounds: int) -> dict[str, float]:
     try:
         for _ in range(rounds):
             pids = [row[0] for row in admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'bench-mass' AND pid <> pg_backend_pid()")]
+                f"SELECT pid FROM pg_stat_activity WHERE {OWNED_SQL} AND pid <> pg_backend_pid()",
+                owned_params("bench-mass"))]
             admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
             while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]).fetchone()[0]:
                 time.sleep(0.005)

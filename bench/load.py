@@ -182,9 +182,11 @@ class ConnectionSampler:
             return self._count(conn)
 
     def _count(self, conn: Any) -> int:
+        from connection_pools.backends.postgresql.attribution import OWNED_SQL, owned_params
+
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND backend_type = 'client backend'",
-            [self.application_name],
+            f"SELECT count(*) FROM pg_stat_activity WHERE {OWNED_SQL} AND backend_type = 'client backend'",
+            owned_params(self.application_name),
         ).fetchone()
         return int(row[0])
 
@@ -213,12 +215,13 @@ class ConnectionSampler:
 # --- the server under test ---------------------------------------------------------
 
 
-def start_server(name: str, *, workers: int, threads: int, settings: str = "project.settings",
-                 env: dict[str, str] | None = None) -> Any:
+def start_server(name: str, *, workers: int, threads: int | None, settings: str = "project.settings",
+                 env: dict[str, str] | None = None, asgi: bool = False) -> Any:
     """A ``GunicornServer`` (tests/support/server.py) on the current database whose
-    connections carry ``application_name=name``. Use it as a context manager."""
+    connections carry ``application_name=name`` (``asgi``: an ``AsgiServer``, uvicorn workers;
+    ``threads`` None: the project's own setting). Use it as a context manager."""
     from connection_pools import env as cp_env
-    from tests.support.server import GunicornServer
+    from tests.support.server import AsgiServer, GunicornServer
 
     primary = os.environ.get("DATABASE_URL", cp_env.DEFAULT_DATABASE_URL)
     replicas = cp_env.env_list(os.environ, "DATABASE_REPLICA_URLS", cp_env.DEFAULT_REPLICA_URLS)
@@ -229,6 +232,8 @@ def start_server(name: str, *, workers: int, threads: int, settings: str = "proj
         "CONNECTION_POOLS_LOG_LEVEL": "WARNING",
         **(env or {}),
     }
+    if asgi:
+        return AsgiServer(workers=workers, env=server_env, timeout=90)
     return GunicornServer(workers=workers, threads=threads, env=server_env, timeout=90)
 
 

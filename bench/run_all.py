@@ -50,7 +50,7 @@ from bench import load  # noqa: E402 - after the sys.path fix above
 from bench import results as results_file  # noqa: E402
 
 SECTION = "load-bench"  # our section of bench/RESULTS.md
-OTHER_SCRIPTS = ("bench_pool.py", "bench_stats_endpoint.py", "bench_pgbouncer.py")
+OTHER_SCRIPTS = ("bench_pool.py", "bench_stats_endpoint.py", "bench_pgbouncer.py", "bench_asgi.py")
 BENCHMARKS = ("pooled", "instrumentation", "overload")
 
 # Server shapes. The comparison servers get few threads so that the database

@@ -18,11 +18,13 @@ class ConnectionPoolsConfig(AppConfig):
         # checks register at import; statements observes what each connection sends (a request
         # that wrote is never replayed).
         from . import checks, jobs, lifecycle  # noqa: F401
-        from .backends import persistent  # noqa: F401 - its signal receivers
+        from .backends import persistent, request_end  # noqa: F401 - their signal receivers
         from .backends.postgresql.base import live_pool
         from .backends.redis import pools as redis_pools
         from .metrics import register as register_metrics
-        from .routing import replicas, statements  # noqa: F401
+        from .routing import replicas, statements
+
+        statements.install()
 
         jobs.register()
         # Least-busy balancing asks the pools how busy each replica is (routing sits below them).

@@ -15,6 +15,14 @@ def _whole(value: Any, minimum: int, maximum: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and minimum <= value <= maximum
 
 
+@register()
+def check_persistent_under_asgi(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """connection_pools.E301: persistent connections leak under ASGI (see :mod:`.conf.serving`)."""
+    from .conf.serving import persistent_under_asgi
+
+    return persistent_under_asgi()
+
+
 @register(Tags.database, deploy=False)
 def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """connection_pools.E001/E002: the guide's pool sizes must be whole numbers within bounds."""
@@ -215,3 +223,84 @@ def check_replica_roles(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         id="connection_pools.W102",
     )]
 
+
+
+# --- transaction pooling (PgBouncer) ----------------------------------------------------------------------
+@register()
+def check_transaction_pooling(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """connection_pools.E302: an alias behind PgBouncer in transaction mode (``POOLERS``) whose settings would
+    leave state on a shared server connection: server-side cursors, prepared statements, ``assume_role``
+    (``SET ROLE`` once per client connection), or startup ``options`` (PgBouncer refuses them)."""
+    from django.db import connections
+
+    from .conf.aliases import poolers
+
+    messages: list[CheckMessage] = []
+    for alias, kind in poolers().items():
+        if kind != "pgbouncer":
+            messages.append(Error(f"CONNECTION_POOLS['POOLERS'][{alias!r}] is {kind!r}; the only pooler known is "
+                                  "'pgbouncer'.", hint="See docs/server-tier.md.", id="connection_pools.E302"))
+            continue
+        db = connections.settings.get(alias)
+        if db is None:
+            continue
+        options = db.get("OPTIONS") or {}
+        problems = []
+        if not db.get("DISABLE_SERVER_SIDE_CURSORS"):
+            problems.append("DISABLE_SERVER_SIDE_CURSORS must be True (a WITH HOLD cursor lives on one server "
+                            "connection)")
+        if options.get("prepare_threshold") is not None:
+            problems.append("OPTIONS['prepare_threshold'] must be None (prepared statements live on one server "
+                            "connection)")
+        if options.get("assume_role"):
+            problems.append("OPTIONS['assume_role'] runs SET ROLE once per client connection, not per transaction")
+        if options.get("options"):
+            problems.append("OPTIONS['options'] is a startup parameter PgBouncer refuses")
+        messages += [Error(f"DATABASES[{alias!r}] goes through PgBouncer in transaction mode: {problem}.",
+                           hint="DATABASE_POOLER=pgbouncer sets the first two (connection_pools.env); "
+                                "see docs/server-tier.md.", id="connection_pools.E302")
+                     for problem in problems]
+    return messages
+
+
+def detect_pgbouncer(alias: str, timeout: float) -> bool | None:
+    """True when ``alias`` connects to a PgBouncer, False to PostgreSQL itself, None when it cannot tell."""
+    import psycopg
+
+    from .conf.aliases import probe_params
+    from .sources.pgbouncer_admin import is_pgbouncer
+
+    params = probe_params(alias, timeout=timeout, application_name="connection_pools.check")
+    params.pop("options", None)  # PgBouncer refuses it: the question is what answers without it
+    params["prepare_threshold"] = None
+    try:
+        with psycopg.connect(**params) as conn:
+            return is_pgbouncer(conn)
+    except (psycopg.Error, OSError):
+        return None
+
+
+@register(Tags.database)
+def check_pgbouncer_detected(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """connection_pools.W301: an alias turns out to connect to a PgBouncer but is not marked as such
+    (``DATABASE_POOLER=pgbouncer``), so server-side cursors, prepared statements and session state are not
+    kept out of its transactions. A database check (``manage.py check --database default``, ``migrate``)."""
+    if not databases:
+        return []
+    from .conf.aliases import alias_specs
+    from .insight.health import timeout
+
+    messages: list[CheckMessage] = []
+    for alias in databases:
+        spec = alias_specs().get(alias)
+        if spec is None or not spec.is_ours or spec.pooler:
+            continue
+        if detect_pgbouncer(alias, timeout()):
+            messages.append(CheckWarning(
+                f"DATABASES[{alias!r}] ({spec.server}) is a PgBouncer, but the engine does not know it: in "
+                "transaction mode, server-side cursors, prepared statements and SET would break or leak "
+                "between clients.",
+                hint="Set DATABASE_POOLER=pgbouncer (or CONNECTION_POOLS['POOLERS'] = {alias: 'pgbouncer'} with "
+                     "DISABLE_SERVER_SIDE_CURSORS and OPTIONS['prepare_threshold'] = None); docs/server-tier.md.",
+                id="connection_pools.W301"))
+    return messages

@@ -39,10 +39,12 @@ def at_shutdown() -> None:
     from .cluster import publish, rollup
     from .cluster.store import store
     from .core import jobs
+    from .insight import server_tier
 
     postgres.close_pools()  # their sessions end cleanly; exit does not wait on psycopg's threads
     jobs.stop()
     publish.at_shutdown()  # a last snapshot: this worker's final counts stay for SNAPSHOT_TTL
     rollup.release()
+    server_tier.release()  # the census's dedicated connections close; another process takes over at once
     store.close()
     redis_pools.close_redis()

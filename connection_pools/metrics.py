@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
+from .cluster.view import ClusterView
 from .core.snapshots import BUCKET_BOUNDS, PoolSnapshot
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class PoolCollector:
         families.append(GaugeMetricFamily(_name("healthy"), "1 when the pool's health check passes.", labels=LABELS))
         families += [CounterMetricFamily(_name(s), h, labels=LABELS) for s, h, _ in COUNTERS]
         families.append(HistogramMetricFamily(_name("wait_seconds"), "Seconds waited for a connection.", labels=LABELS))
+        families += [family(name, help_text, labels=labels) for family, name, help_text, labels in SERVER_FAMILIES]
         families.append(GaugeMetricFamily(_name("processes_reporting"), "Server processes publishing statistics."))
         families.append(GaugeMetricFamily(_name("stats_cluster"), "1 when the numbers are the cluster aggregate."))
         return families
@@ -121,6 +123,7 @@ class PoolCollector:
             wait.add_metric(_labels(pool), buckets, pool.wait.sum)
         yield wait
 
+        yield from server_tier_families(view)
         yield GaugeMetricFamily(_name("processes_reporting"), "Server processes publishing statistics.",
                                 value=float(view.process_count))
         yield GaugeMetricFamily(_name("stats_cluster"), "1 when the numbers are the cluster aggregate.",
@@ -137,6 +140,95 @@ def _families(family: type[GaugeMetricFamily] | type[CounterMetricFamily],
             if value is not None:
                 metric.add_metric(_labels(pool), value)
         yield metric
+
+
+# --- the server tier: the census of each server and each PgBouncer (their last reports) -----------------
+SERVER_LABELS = ("server", "alias")
+BOUNCER_LABELS = ("pgbouncer", "database", "user")
+#: PgBouncer's SHOW POOLS figures, with its names: (metric suffix, help).
+BOUNCER_POOL_GAUGES = (
+    ("cl_active", "PgBouncer clients linked to a server connection (cl_active)."),
+    ("cl_waiting", "PgBouncer clients waiting for a server connection (cl_waiting)."),
+    ("sv_active", "PgBouncer server connections linked to a client (sv_active)."),
+    ("sv_idle", "PgBouncer server connections idle and usable (sv_idle)."),
+    ("sv_used", "PgBouncer server connections idle, to be tested before use (sv_used)."),
+)
+SERVER_FAMILIES: tuple[tuple[type[GaugeMetricFamily] | type[CounterMetricFamily], str, str, tuple[str, ...]], ...] = (
+    (GaugeMetricFamily, _name("server_census_ok"), "1 when the last census of the server succeeded.", SERVER_LABELS),
+    (GaugeMetricFamily, _name("server_connections"), "Client connections on the server, by state.",
+     (*SERVER_LABELS, "state")),
+    (GaugeMetricFamily, _name("server_owner_connections"),
+     "Connections on the server by owner: ours, probe, other, replication, background.", (*SERVER_LABELS, "owner")),
+    (GaugeMetricFamily, _name("server_max_connections"), "The server's max_connections.", SERVER_LABELS),
+    (GaugeMetricFamily, _name("server_headroom_connections"),
+     "Connections the server still accepts (max_connections - reserved - in use).", SERVER_LABELS),
+    (GaugeMetricFamily, _name("server_blocked_backends"), "Backends waiting on a lock.", SERVER_LABELS),
+    (GaugeMetricFamily, _name("server_leaked_connections"), "Connections of ours that no pool holds.",
+     SERVER_LABELS),
+    (GaugeMetricFamily, _name("server_longest_query_seconds"), "Age of the longest running query.",
+     SERVER_LABELS),
+    (GaugeMetricFamily, _name("server_longest_idle_in_transaction_seconds"),
+     "Age of the longest idle-in-transaction session.", SERVER_LABELS),
+    (GaugeMetricFamily, _name("pgbouncer_up"), "1 when PgBouncer's admin console answered the last read.",
+     ("pgbouncer",)),
+    (GaugeMetricFamily, _name("pgbouncer_paused_databases"), "PgBouncer database entries paused.", ("pgbouncer",)),
+    (GaugeMetricFamily, _name("pgbouncer_max_client_conn"), "PgBouncer's max_client_conn.", ("pgbouncer",)),
+    (GaugeMetricFamily, _name("pgbouncer_clients"), "PgBouncer client connections.", ("pgbouncer",)),
+    *((GaugeMetricFamily, _name(f"pgbouncer_{suffix}"), help_text, BOUNCER_LABELS)
+      for suffix, help_text in BOUNCER_POOL_GAUGES),
+    (GaugeMetricFamily, _name("pgbouncer_maxwait_seconds"), "Seconds the oldest waiting PgBouncer client waited.",
+     BOUNCER_LABELS),
+    (GaugeMetricFamily, _name("pgbouncer_avg_wait_seconds"), "PgBouncer's average client wait (SHOW STATS).",
+     ("pgbouncer", "database")),
+    (CounterMetricFamily, _name("pgbouncer_transactions"), "Transactions PgBouncer pooled (SHOW STATS).",
+     ("pgbouncer", "database")),
+    (CounterMetricFamily, _name("pgbouncer_queries"), "Queries PgBouncer pooled (SHOW STATS).",
+     ("pgbouncer", "database")),
+)
+
+
+def server_tier_families(view: ClusterView) -> Iterator[Metric]:
+    """The server tier's families from the view's reports (the last census and PgBouncer reads)."""
+    made = {name: family(name, help_text, labels=labels) for family, name, help_text, labels in SERVER_FAMILIES}
+
+    def add(suffix: str, labels: list[str], value: float | int | None) -> None:
+        if value is not None:
+            made[_name(suffix)].add_metric(labels, float(value))
+
+    for census in view.census():
+        where = [census.server, census.alias]
+        add("server_census_ok", where, 1 if census.ok else 0)
+        if not census.ok:
+            continue
+        for state, count in census.states.to_wire().items():
+            add("server_connections", [*where, state], count)
+        for owner, count in census.by_kind.items():
+            add("server_owner_connections", [*where, owner], count)
+        add("server_max_connections", where, census.max_connections)
+        add("server_headroom_connections", where, census.headroom)
+        add("server_blocked_backends", where, census.blocked_total)
+        add("server_leaked_connections", where, census.leaks_total)
+        longest, idle = census.longest_query, census.longest_idle_in_transaction
+        add("server_longest_query_seconds", where, longest.seconds if longest else 0)
+        add("server_longest_idle_in_transaction_seconds", where, idle.seconds if idle else 0)
+    for bouncer in view.pgbouncers():
+        add("pgbouncer_up", [bouncer.name], 1 if bouncer.reachable else 0)
+        if not bouncer.reachable:
+            continue
+        add("pgbouncer_paused_databases", [bouncer.name], len(bouncer.paused))
+        add("pgbouncer_max_client_conn", [bouncer.name], bouncer.config.max_client_conn)
+        add("pgbouncer_clients", [bouncer.name], bouncer.clients)
+        for pool in bouncer.pools:
+            labels = [bouncer.name, pool.database, pool.user]
+            for suffix, _ in BOUNCER_POOL_GAUGES:
+                add(f"pgbouncer_{suffix}", labels, getattr(pool, suffix))
+            add("pgbouncer_maxwait_seconds", labels, pool.maxwait)
+        for stats in bouncer.stats:
+            labels = [bouncer.name, stats.database]
+            add("pgbouncer_avg_wait_seconds", labels, stats.avg_wait_time)
+            add("pgbouncer_transactions", labels, stats.total_xact_count)
+            add("pgbouncer_queries", labels, stats.total_query_count)
+    yield from made.values()
 
 
 _registered_lock = threading.Lock()

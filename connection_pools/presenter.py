@@ -11,11 +11,13 @@ a test validates real responses against that schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
 
 from .cluster.view import ClusterView, ProcessInfo
+from .core.census import OWNER_KINDS, ServerCensus, Session
+from .core.pooler import PgBouncerReport
 from .core.reports import HealthReport, PoolHealth, Recommendation, ServerBudget
 from .core.snapshots import HistogramSnapshot, PoolSnapshot
 
@@ -130,6 +132,7 @@ def stats(view: ClusterView, recommendations: Iterable[Recommendation], *, now: 
     result: dict[str, Any] = pools(view.pools, now=now)
     result["recommendations"] = [recommendation(rec) for rec in recommendations]
     result["processes"] = {"count": view.process_count, "list": [process(p) for p in view.processes]}
+    result["pgbouncer_pools"] = pgbouncer_pools(view.pgbouncers(), now=now)
     result["source"] = view.source
     result["redis_available"] = view.redis_available
     result["generated_at"] = now
@@ -142,6 +145,9 @@ def pool_check(check: PoolHealth) -> dict[str, Any]:
     """One pool's health, as ``GET health`` shows it."""
     if check.kind == "redis":
         return {"kind": "redis", "healthy": check.healthy, "latency_ms": check.latency_ms, "error": check.error}
+    if check.kind == "pgbouncer":
+        return {"kind": "pgbouncer", "alias": check.alias, "healthy": check.healthy, "latency_ms": check.latency_ms,
+                "error": check.error, "role": "pooler", "paused": list(check.paused)}
     return {"kind": check.kind, "alias": check.alias, "healthy": check.healthy, "latency_ms": check.latency_ms,
             "connect_ms": check.connect_ms, "error": check.error, "role": check.role or "primary",
             "replica_lag_seconds": check.replica_lag_seconds, "in_rotation": check.in_rotation}
@@ -174,3 +180,113 @@ def health(report: HealthReport, budgets: Iterable[ServerBudget], status: str, *
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
+
+
+# --- the server tier -------------------------------------------------------------------------------
+def pgbouncer_key(database: str, user: str) -> str:
+    """``<database>/<user>``: how ``pgbouncer_pools`` is keyed (PgBouncer's own pool identity)."""
+    return f"{database}/{user}"
+
+
+#: ``SHOW POOLS`` figures summed over PgBouncers (``maxwait`` takes the worst).
+PGBOUNCER_SUMMED = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login")
+#: ``SHOW STATS`` figures (per database) shown with each of its pools, summed over PgBouncers.
+PGBOUNCER_STATS = ("total_xact_count", "total_query_count", "total_wait_time", "avg_xact_count",
+                   "avg_query_count")
+
+
+def pgbouncer_pools(reports: Iterable[PgBouncerReport], *, now: float) -> dict[str, dict[str, Any]]:
+    """``pgbouncer_pools``: PgBouncer's pools keyed by ``database/user``, with PgBouncer's names, summed over
+    every PgBouncer that has the pool (``pgbouncers`` lists them); ``avg_wait_time`` in seconds."""
+    found: dict[str, dict[str, Any]] = {}
+    for report in sorted(reports, key=lambda r: r.name):
+        for pool in report.pools:
+            stats = report.stats_for(pool.database)
+            entry = found.setdefault(pgbouncer_key(pool.database, pool.user), {
+                "database": pool.database, "user": pool.user, **dict.fromkeys(PGBOUNCER_SUMMED, 0), "maxwait": 0.0,
+                "pool_mode": pool.pool_mode, "avg_wait_time": 0.0, **dict.fromkeys(PGBOUNCER_STATS, 0),
+                "pgbouncers": [], "age_seconds": 0.0,
+            })
+            for name in PGBOUNCER_SUMMED:
+                entry[name] += getattr(pool, name)
+            entry["maxwait"] = max(entry["maxwait"], round(pool.maxwait, 6))
+            if stats is not None:
+                for name in PGBOUNCER_STATS:
+                    entry[name] += getattr(stats, name)
+                entry["avg_wait_time"] = max(entry["avg_wait_time"], stats.avg_wait_time)
+            entry["pgbouncers"].append(report.name)
+            entry["age_seconds"] = max(entry["age_seconds"], round(max(now - report.taken_at, 0.0), 3))
+    return found
+
+
+def pgbouncer(report: PgBouncerReport, *, now: float) -> dict[str, Any]:
+    """One PgBouncer as ``GET server`` shows it."""
+    config = report.config
+    return {
+        "name": report.name, "server": report.server, "reachable": report.reachable, "error": report.error,
+        "version": report.version, "taken_at": report.taken_at, "age_seconds": round(max(now - report.taken_at, 0), 3),
+        "paused": list(report.paused), "clients": report.clients, "client_states": dict(report.client_states),
+        "servers": report.servers, "server_states": dict(report.server_states),
+        "recent_logins": report.recent_logins,
+        "config": {"max_client_conn": config.max_client_conn, "default_pool_size": config.default_pool_size,
+                   "reserve_pool_size": config.reserve_pool_size, "max_db_connections": config.max_db_connections,
+                   "pool_mode": config.pool_mode},
+        "pools": pgbouncer_pools([report], now=now),
+    }
+
+
+def pgbouncer_check(report: PgBouncerReport, *, now: float) -> PoolHealth:
+    """A PgBouncer's health from its last report: reachable and nothing paused."""
+    error = report.error
+    if error is None and report.paused:
+        error = f"paused: {', '.join(report.paused)}"
+    return PoolHealth(name=report.name, kind="pgbouncer", healthy=error is None, role="pooler", alias=report.server,
+                      latency_ms=report.duration_ms if report.reachable else None, error=error, paused=report.paused)
+
+
+def _session(entry: Session | None, *, query_text: bool) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    shown = entry.to_wire()
+    if not query_text:
+        shown["query"] = None  # the reader's setting decides too: never shown when it is off here
+    return shown
+
+
+def census(report: ServerCensus, *, now: float, query_text: bool, stale_after: float) -> dict[str, Any]:
+    """One server's census as ``GET server`` shows it (query text only when ``query_text``)."""
+    age = round(max(now - report.taken_at, 0.0), 3)
+    return {
+        "name": report.name, "server": report.server, "alias": report.alias, "role": report.role or "primary",
+        "aliases": list(report.aliases), "ok": report.ok, "error": report.error, "taken_at": report.taken_at,
+        "age_seconds": age, "stale": age > stale_after, "duration_ms": report.duration_ms,
+        "max_connections": report.max_connections, "superuser_reserved": report.superuser_reserved,
+        "reserved": report.reserved, "available": report.available, "connections": report.connections,
+        "headroom": report.headroom, "idle_in_transaction_timeout_ms": report.idle_in_transaction_timeout_ms,
+        "states": report.states.to_wire(), "by_kind": {kind: report.by_kind.get(kind, 0) for kind in OWNER_KINDS},
+        "owners": [owner.to_wire() for owner in report.owners], "owners_total": report.owners_total,
+        "longest_query": _session(report.longest_query, query_text=query_text),
+        "longest_idle_in_transaction": _session(report.longest_idle_in_transaction, query_text=query_text),
+        "idle_in_transaction": [_session(s, query_text=query_text) for s in report.idle_in_transaction],
+        "blocked": [{"session": _session(b.session, query_text=query_text), "blocked_by": list(b.blocked_by),
+                     "blockers": list(b.blockers)} for b in report.blocked],
+        "blocked_total": report.blocked_total, "leaks": [leak.to_wire() for leak in report.leaks],
+        "leaks_total": report.leaks_total, "leaks_checked": report.leaks_checked,
+        "query_text": query_text and report.query_text,
+    }
+
+
+def server(view: ClusterView, recommendations: Iterable[Recommendation], *, now: float, query_text: bool,
+           stale_after: float, history: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The ``GET server`` response: the census of every server, every PgBouncer, and their recommendations."""
+    rules = {"idle_in_transaction", "server_headroom", "other_clients", "blocked_backends", "leaked_connections",
+             "pgbouncer_waiting", "pgbouncer_client_limit", "login_storm", "budget_overrun"}
+    return {
+        "servers": {r.name: census(r, now=now, query_text=query_text, stale_after=stale_after)
+                    for r in sorted(view.census(), key=lambda r: r.name)},
+        "pgbouncers": {r.name: pgbouncer(r, now=now) for r in sorted(view.pgbouncers(), key=lambda r: r.name)},
+        "recommendations": [recommendation(rec) for rec in recommendations if rec.rule in rules],
+        "history": dict(history or {}),
+        "source": view.source,
+        "generated_at": now,
+    }

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -108,11 +109,36 @@ class ConnectionPoolService:
 
     @staticmethod
     def _present_health(current: ClusterView, report: HealthReport) -> dict[str, Any]:
+        now = time.time()
+        stale_after = float(conf.get("PGBOUNCER")["INTERVAL"]) * 3 + float(conf.get("PGBOUNCER")["TIMEOUT"])
+        bouncers = tuple(presenter.pgbouncer_check(r, now=now) if now - r.taken_at <= stale_after
+                         else presenter.pgbouncer_check(replace(r, error=f"no report for {now - r.taken_at:.0f} s "
+                                                                   "(is the server-tier job running?)"), now=now)
+                         for r in current.pgbouncers())
+        report = replace(report, pools=report.pools + bouncers)
         budgets = health_checks.budgets(current.pools, report.limits)
         status = health_checks.overall_status(report.pools, budgets)
         primary = alias_specs().get(PRIMARY)
         return presenter.health(report, budgets, status, now=time.time(),
                                 primary_server=primary.server if primary is not None else None)
+
+    # -- the server tier ---------------------------------------------------------------------------------
+    def server(self, *, minutes: float = 0.0) -> dict[str, Any]:
+        """Every server's census and every PgBouncer, as the server-tier job last sampled them (never
+        sampled here), with their recommendations and, for ``minutes`` > 0, each server's history.
+
+        Query text is shown only when ``CENSUS["QUERY_TEXT_LENGTH"]`` > 0. Raises
+        :class:`~connection_pools.insight.history.HistoryUnavailable` for history without Redis.
+        """
+        from .insight import history
+
+        now = time.time()
+        current = self.view()
+        census = conf.get("CENSUS")
+        series = history.server_history(minutes) if minutes > 0 else None
+        return presenter.server(current, findings(current, now=now).recommendations, now=now,
+                                query_text=int(census["QUERY_TEXT_LENGTH"] or 0) > 0,
+                                stale_after=float(census["INTERVAL"]) * 3 + float(census["TIMEOUT"]), history=series)
 
     # -- sizing ----------------------------------------------------------------------------------------
     def optimize(self, *, apply: bool = False, reason: str = "manual") -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.census import tier  # noqa: F401 - the server-tier tests' settings fixture
 from tests.support.pg import pooled  # noqa: F401 - the pool tests' factory fixture
 
 
@@ -33,3 +34,14 @@ def pytest_sessionstart(session):
         pgbouncer.release_servers(connections["default"].creation._get_test_db_name(), timeout=10)
     except (PgBouncerAdminError, psycopg.Error):
         pass  # PgBouncer is not running: nothing holds the test database
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_background_server_tier():
+    """This test process does not sample the server tier in its background thread (it would write census
+    and PgBouncer reports into whichever KEY_PREFIX a test set): tests take their samples explicitly
+    (``server_tier.job()``); real server processes (gunicorn tests) run the job as in production."""
+    from connection_pools.core import jobs
+
+    jobs.unregister("connection_pools.server_tier")
+    yield

@@ -54,7 +54,7 @@ def strict(schema: Any, components: dict[str, Any]) -> Any:
 
 
 #: Keys a response may leave out (DRF's ``required=False``): only some pools or modes have them.
-OPTIONAL = {"per_process", "alias", "connect_ms", "role", "replica_lag_seconds", "in_rotation"}
+OPTIONAL = {"per_process", "alias", "connect_ms", "role", "replica_lag_seconds", "in_rotation", "paused"}
 
 
 def relax(schema: Any) -> Any:

@@ -81,7 +81,8 @@ def test_manage_py_check_database_shows_the_warning() -> None:
 
 
 @pytest.mark.slow
-def test_the_processes_publishing_now_count_when_more_than_the_setting(quiet_background: None) -> None:
+@pytest.mark.usefixtures("quiet_background")
+def test_the_processes_publishing_now_count_when_more_than_the_setting() -> None:
     # quiet_background: this process's own publisher (started by an earlier test's request) would
     # publish under the overridden KEY_PREFIX too and count as one more process.
     with GunicornServer(workers=3, threads=2) as server:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 services = compose["services"]
 pgbouncer_override = yaml.safe_load((ROOT / "docker-compose.pgbouncer.yml").read_text())
-# Names the design gives the settings for running through PgBouncer; connection_pools.env
-# is to read them (DATABASE_POOLER, PGBOUNCER_ADMIN_URL); until then only the override sets them.
+asgi_override = yaml.safe_load((ROOT / "docker-compose.asgi.yml").read_text())
+# The settings for running through PgBouncer, which connection_pools.env reads.
 PGBOUNCER_ENV_NAMES = {"DATABASE_POOLER", "PGBOUNCER_ADMIN_URL"}
 
 
@@ -37,7 +38,8 @@ def test_services_present() -> None:
 
 
 def _gunicorn_port() -> str:
-    match = re.search(r"gunicorn project\.wsgi --bind 0\.0\.0\.0:(\d+)", services["web"]["command"])
+    # No application on the command line: project/gunicorn_conf.py picks it (WSGI or ASGI).
+    match = re.search(r"gunicorn --bind 0\.0\.0\.0:(\d+)", services["web"]["command"])
     assert match, services["web"]["command"]
     return match.group(1)
 
@@ -64,6 +66,28 @@ def test_gunicorn_uses_the_project_worker_settings_and_process_count() -> None:
     assert "--threads" not in command and "--worker-class" not in command and " -k " not in command
     workers = re.search(r"--workers (\d+)", command).group(1)
     assert services["web"]["environment"]["CONNECTION_POOLS_PROCESSES"] == workers
+
+
+def _gunicorn_choice(environ: dict[str, str]) -> tuple[str, str]:
+    """The application and worker class project/gunicorn_conf.py picks under ``environ``."""
+    code = "import project.gunicorn_conf as c; print(c.wsgi_app, c.worker_class)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": os.environ["PATH"], **environ},
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    return out[0], out[1]
+
+
+def test_the_asgi_override_serves_project_asgi_on_uvicorn_workers() -> None:
+    web = asgi_override["services"]["web"]
+    assert set(web) == {"environment"}, "the override changes only the environment; the command stays"
+    assert web["environment"] == {"CONNECTION_POOLS_ASGI": "true"}
+    assert "CONNECTION_POOLS_ASGI" in _settings_env_names()
+    merged = {k: str(v) for k, v in {**services["web"]["environment"], **web["environment"]}.items()}
+    from connection_pools import env
+
+    assert env.connection_pools(merged)["ASGI"] is True
+    assert _gunicorn_choice(merged) == ("project.asgi:application", "project.asgi_worker.AsgiWorker")
+    plain = {k: str(v) for k, v in services["web"]["environment"].items()}
+    assert _gunicorn_choice(plain) == ("project.wsgi:application", "project.gunicorn_worker.BufferedHeadWorker")
 
 
 def test_web_env_names_are_known_to_the_settings() -> None:
@@ -189,12 +213,15 @@ def test_the_override_runs_web_through_pgbouncer():
     assert (console.hostname, console.port, console.path) == ("pgbouncer", int(settings["listen_port"]), "/pgbouncer")
     assert console.username in _list(settings["stats_users"]) and users[console.username] == console.password
     assert pgbouncer_override["services"]["web"]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
-    unknown = set(env) - _settings_env_names() - PGBOUNCER_ENV_NAMES
+    assert PGBOUNCER_ENV_NAMES <= _settings_env_names()
+    unknown = set(env) - _settings_env_names()
     assert not unknown, f"the override sets env vars the settings never read: {sorted(unknown)}"
     from connection_pools import env as cp_env
 
-    cp_env.databases(env)
-    cp_env.connection_pools(env)
+    assert cp_env.databases(env)["default"]["DISABLE_SERVER_SIDE_CURSORS"] is True
+    pools = cp_env.connection_pools(env)
+    assert pools["POOLERS"] == {"default": "pgbouncer"} and pools["PGBOUNCER"]["ADMIN_URLS"] == (
+        env["PGBOUNCER_ADMIN_URL"],)
 
 
 @pytest.fixture

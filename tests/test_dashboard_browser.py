@@ -121,10 +121,14 @@ def test_dashboard_end_to_end(page, server):
     body = json.loads(captured[-1].body())
     shown = card_figures(page)
     api_pools = {p["pool"]: p for p in (*body["database_pools"].values(), *body["redis_pools"].values())}
+    api_pools.update({f"pgbouncer {key}": {**p, "kind": "pgbouncer"} for key, p in body["pgbouncer_pools"].items()})
     assert api_pools and set(shown) == set(api_pools)
     for name, pool in api_pools.items():
         figures = shown[name]
-        if pool["kind"] == "redis":
+        if pool["kind"] == "pgbouncer":
+            for field in ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "total_xact_count"):
+                assert figures[field] == str(pool[field]), (name, field)
+        elif pool["kind"] == "redis":
             assert figures["in_use_connections"] == str(pool["in_use_connections"])
             assert figures["available_connections"] == str(pool["available_connections"])
         else:
@@ -139,6 +143,21 @@ def test_dashboard_end_to_end(page, server):
                "active/size chart of db_default")
     points = page.get_attribute("#cp-charts .cp-chart-row[data-pool=db_default] polyline.cp-s-active", "points")
     assert points and len(points.split()) >= 2
+
+    # The Server section: the census each server process's job keeps, as GET server answers it.
+    servers: list[Any] = []
+    page.on("response", lambda r: servers.append(r) if "/connection-pools/server" in r.url else None)
+    wait_until(lambda: page.locator("#cp-server [data-server=server_default] [data-field=connections]").count(), 30,
+               "the census of the primary on the dashboard")
+    count = refresh_count(page)
+    wait_until(lambda: refresh_count(page) > count and servers, 15, "one more refresh with the server tier")
+    census = json.loads(servers[-1].body())["servers"]["server_default"]
+    block = "#cp-server [data-server=server_default] "
+    assert page.text_content(block + "[data-field=connections]") == str(census["connections"])
+    assert page.text_content(block + "[data-field=headroom]") == str(census["headroom"])
+    owners = page.eval_on_selector_all(block + "tr[data-owner]", "rows => rows.map(r => r.dataset.owner)")
+    assert owners == [o["label"] for o in census["owners"] if o["kind"] != "background"]
+    assert page.locator("#cp-server [data-pgbouncer=pgbouncer_1]").count() == 1
 
     ARTIFACTS.mkdir(exist_ok=True)
     # The artefact only: a test run must not change tracked files. The README's

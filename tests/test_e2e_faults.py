@@ -26,6 +26,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from rest_framework.authtoken.models import Token
 
+from connection_pools.backends.postgresql.attribution import OWNED_SQL, owned_params
 from project.workload.models import Item
 from tests.support import server as server_support
 from tests.support import services
@@ -94,8 +95,8 @@ def terminate_backends(url: str, application_name: str, *, timeout: float = 15.0
     promise under test is about connections that are dead, not dying."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         pids = [row[0] for row in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND backend_type = 'client backend'",
-            [application_name]).fetchall()]
+            f"SELECT pid FROM pg_stat_activity WHERE {OWNED_SQL} AND backend_type = 'client backend'",
+            owned_params(application_name)).fetchall()]
         conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
         deadline = time.monotonic() + timeout
         while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]).fetchone()[0]:
@@ -158,30 +159,23 @@ def test_primary_restart_fails_fast_with_503_then_recovers_without_restart(
           Traffic(server.url, calls, clients=4, name_prefix=prefix, timeout=60) as traffic):
         workers = sorted(server.worker_pids())
         traffic.wait_for(10, ok_only=True)
-        # Stopped between two requests: a query cut in the middle is the next test's subject.
-        with traffic.paused():
-            services.stop("primary")
-        try:
-            stopped = time.monotonic()
-            traffic.wait_for(8, since=stopped, timeout=60)
-            health_status, health = api(server, "health?live=1", admin_token)
+        live: list[tuple[int | None, dict]] = []
+
+        def check() -> None:
+            live.append(api(server, "health?live=1", admin_token))
             # The health job's result (what GET health answers) says so too by its next check.
             wait_until(lambda: api(server, "health", admin_token)[1].get("status") == "unhealthy", timeout=15,
                        what="the health job seeing the primary down")
-        finally:
-            restarting = time.monotonic()
-            services.start("primary")
-        up = time.monotonic()
-        first_ok = wait_until(lambda: traffic.select(since=up, ok_only=True, path="/one-query/"),
-                              timeout=30, what="a successful request after the primary came back")[0]
-        # Every worker's pool has reconnected a moment later (a few seconds at most).
-        settled = first_ok.ended + RECOVERY_SECONDS
-        time.sleep(max(0.0, settled - time.monotonic()))
-        traffic.wait_for(10, since=settled, timeout=30)
+
+        # Stopped between two requests (a query cut in the middle is the next test's subject); after the
+        # first success, every worker's pool has reconnected a moment later (a few seconds at most).
+        window = traffic.outage(lambda: services.stop("primary"), lambda: services.start("primary"), check=check,
+                                recovery=RECOVERY_SECONDS)
         assert sorted(server.worker_pids()) == workers  # recovered without restarting the app
+    (health_status, health), settled = live[0], window.settled
 
     # During the outage (requests sent after the stop and answered before the restart began):
-    outage = traffic.select(since=stopped, until=restarting)
+    outage = traffic.select(since=window.stopped, until=window.restarting)
     assert outage
     assert {o.status for o in outage} == {503}, traffic.summary()
     assert all(o.retry_after for o in outage)
@@ -197,8 +191,8 @@ def test_primary_restart_fails_fast_with_503_then_recovers_without_restart(
 def sleeping_backends(conn: psycopg.Connection, application_name: str) -> list[int]:
     """Backends of one app running its ``pg_sleep`` (a request holding its query open)."""
     return [row[0] for row in conn.execute(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query LIKE 'SELECT pg_sleep%%' "
-        "AND state = 'active'", [application_name]).fetchall()]
+        f"SELECT pid FROM pg_stat_activity WHERE {OWNED_SQL} AND query LIKE 'SELECT pg_sleep%%' "
+        "AND state = 'active'", owned_params(application_name)).fetchall()]
 
 
 def cut_while_sleeping(server: GunicornServer, method: str, path: str, prefix: str,

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
+from connection_pools.backends.postgresql.attribution import OWNED_SQL, owned_params
 from connection_pools.backends.postgresql.pool import DatabaseUnavailable
 from tests.support.pg import (
     admin_connect,
@@ -341,8 +342,8 @@ def test_the_mass_disconnect_trap_is_not_ours():
         plain.open(wait=True)
         try:
             with admin_connect() as admin:
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                              [wrapper.alias])
+                admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {OWNED_SQL}",
+                              owned_params(wrapper.alias))
             assert wait_for(lambda: not server_pids(wrapper.alias))
             conns = [ours.getconn() for _ in range(3)]  # ours: replaced in the caller, no wait
             for conn in conns:

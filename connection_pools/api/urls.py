@@ -15,6 +15,7 @@ urlpatterns = [
     path("optimize", views.OptimizeView.as_view(), name="connection-pools-optimize"),
     path("config", views.ConfigView.as_view(), name="connection-pools-config"),
     path("reset-stats", views.ResetStatsView.as_view(), name="connection-pools-reset-stats"),
+    path("server", views.ServerView.as_view(), name="connection-pools-server"),
     path("recommendations", views.RecommendationsView.as_view(), name="connection-pools-recommendations"),
     # The dashboard charts' time series.
     path("history", PoolHistoryView.as_view(), name="connection-pools-history"),

@@ -9,6 +9,7 @@ Bad parameters get 400 with a message. No logic lives here: the dashboard,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,32 @@ class HealthView(AdminAPIView):
         result = connection_pool_service.health(live=params.validated_data["live"])
         code = status.HTTP_503_SERVICE_UNAVAILABLE if result["status"] == "unhealthy" else status.HTTP_200_OK
         return Response(result, status=code)
+
+
+class ServerView(AdminAPIView):
+    """Every connection on every database server (the census), and every PgBouncer's pools, as the
+    server-tier job last sampled them: nothing is sampled by this request."""
+
+    @extend_schema(
+        summary="Server census and PgBouncer",
+        parameters=[OpenApiParameter("minutes", OpenApiTypes.NUMBER,
+                                     description="Add each server's history over this many minutes.")],
+        responses={200: s.ServerSerializer, 400: s.ErrorSerializer, 503: s.ErrorSerializer, **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        from ..insight import history
+
+        params = s.ServerQuerySerializer(data=request.query_params)
+        if not params.is_valid():
+            return bad_request(params.errors)
+        minutes = params.validated_data["minutes"]
+        most = history.retention() / 60.0
+        if not math.isfinite(minutes) or minutes > most:
+            return bad_request({"minutes": [f"a number from 0 to {most:g} expected."]})
+        try:
+            return Response(connection_pool_service.server(minutes=minutes))
+        except history.HistoryUnavailable as exc:
+            return Response({"detail": f"History is unavailable: {exc}"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
 class OptimizeView(AdminAPIView):

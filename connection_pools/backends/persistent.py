@@ -6,14 +6,19 @@ once it is older than ``CONN_MAX_AGE``. We follow it with Django's signals, into
 :mod:`connection_pools.sources.persistent`):
 
 * ``connection_created`` -> ``connections_created``; the connection is tracked;
-* a connection used by a request is "in use" (``active``, ``checkouts``, hold time)
-  until the request ends (``request_started`` / ``request_finished``);
+* a connection used by a request is "in use" (``active``, ``checkouts``, hold time) until
+  the request ends: one opened during a request -- on whatever thread, as under ASGI where
+  the ORM runs on per-request threads -- is booked to the request's context
+  (:mod:`connection_pools.core.context`) and released when that context ends; one kept from
+  an earlier request is picked up at ``request_started`` and released at ``request_finished``
+  on its thread (Django reuses a persistent connection only on the thread that opened it);
 * a close (our engine reports it; other engines are noticed at ``request_finished``)
   -> ``connections_closed``, and ``recycled`` when it was closed for age.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -23,7 +28,9 @@ from django.core.signals import request_finished, request_started
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
+from ..conf import serving
 from ..conf.pool_options import is_pooled
+from ..core.context import RequestContext, current_request
 from ..core.counters import PoolCounters
 from ..core.runtime import runtime
 from ..core.snapshots import Gauges
@@ -61,7 +68,8 @@ class PersistentTracker:
 _lock = threading.Lock()
 _tracked: weakref.WeakKeyDictionary[Any, _Tracked] = weakref.WeakKeyDictionary()
 _trackers: dict[str, PersistentTracker] = {}
-_local = threading.local()
+_warned = {"asgi": False}
+logger = logging.getLogger("connection_pools.persistent")
 
 
 def tracker(alias: str) -> PersistentTracker:
@@ -78,6 +86,7 @@ def forget() -> None:
     with _lock:
         _trackers.clear()
         _tracked.clear()
+        _warned["asgi"] = False
 
 
 runtime.register("backends.persistent", forget, after_fork=True)
@@ -114,8 +123,22 @@ def _created(sender: Any, connection: Any, **kwargs: Any) -> None:
         # Closed behind our back (an engine without our close hook): count it now.
         _closed_record(connection, previous)
     tracker(connection.alias).counters.incr("connections_created")
-    if getattr(_local, "in_request", False):
+    context = current_request.get()
+    if context is not None:
         _start_use(connection, record)
+        context.at_end(_ender(connection, record))
+        if serving.is_asgi() and not _warned["asgi"]:
+            _warned["asgi"] = True  # once per process: the statistics show the rest
+            logger.warning("persistent connections under ASGI (connection_pools.E301 silenced): each request "
+                           "opens a %s connection on its own thread and leaves it open; connections_created "
+                           "and the open count (size) grow with the requests", connection.alias)
+
+
+def _ender(wrapper: Any, record: _Tracked) -> Any:
+    def end(context: RequestContext) -> None:
+        _end_use(wrapper, record)
+
+    return end
 
 
 def connection_closing(wrapper: Any) -> None:
@@ -146,8 +169,7 @@ def _mine() -> list[tuple[Any, _Tracked]]:
 
 @receiver(request_started, dispatch_uid="connection_pools.persistent.request_started")
 def _request_started(**kwargs: Any) -> None:
-    # Runs after Django's close_old_connections: what is still open is reused by this request.
-    _local.in_request = True
+    # Runs after Django's close_old_connections: what is still open on this thread is reused by this request.
     for wrapper, record in _mine():
         if wrapper.connection is record.connection:
             _start_use(wrapper, record)
@@ -155,7 +177,6 @@ def _request_started(**kwargs: Any) -> None:
 
 @receiver(request_finished, dispatch_uid="connection_pools.persistent.request_finished")
 def _request_finished(**kwargs: Any) -> None:
-    _local.in_request = False
     for wrapper, record in _mine():
         if wrapper.connection is not record.connection:
             connection_closing(wrapper)  # closed by another engine's close_old_connections

@@ -14,6 +14,9 @@ Keys (all under the namespace):
 ``epoch`` / ``resets``          the reset epoch, and which pool each epoch reset
 ``rollup`` / ``rollup:hosts``   the merged cluster view, and its per-host subtotals
 ``health``                      the latest health result (any process's job)
+``reports``                     server-tier reports (census, PgBouncer) by key, the freshest kept
+``seen``                        sorted set: process -> last publish time, kept a day (the census's
+                                "stopped reporting")
 ``sizing``                      the tuner's sizing, which every process adopts
 ``lease:<name>``                one process at a time (the rollup job)
 ``slot:<name>:<n>``             one claim per time slot (history, tuner, health)
@@ -47,6 +50,10 @@ logger = logging.getLogger(__name__)
 #: The layout of the keys; a new layout reads nothing a process of the old one wrote.
 SCHEMA = "v2"
 ALL_POOLS = "*"
+#: How long the ``seen`` set remembers a process that published (seconds).
+SEEN_SECONDS = 86400.0
+#: The hash field beside each report that holds its ``taken_at``.
+TAKEN_AT = "@taken_at"
 
 T = TypeVar("T")
 
@@ -158,10 +165,20 @@ class ClusterStore:
             pipe.expire(self.key("procs"), math.ceil(life) + 60)
             pipe.get(self.key("epoch"))
             pipe.hgetall(self.key("resets"))
+            pipe.zadd(self.key("seen"), {member: now})
+            pipe.zremrangebyscore(self.key("seen"), "-inf", f"({now - SEEN_SECONDS}")
+            pipe.expire(self.key("seen"), int(SEEN_SECONDS) + 60)
             return pipe.execute()
 
         replies = self.call(write)
         return _resets(replies[4], replies[5])
+
+    def seen(self, since: float) -> dict[str, float]:
+        """Processes (``host:pid``) that published since ``since``, with their last publish time."""
+        def read(client: redis.Redis) -> list[Any]:
+            return list(client.zrangebyscore(self.key("seen"), since, "+inf", withscores=True))
+
+        return {_decoded(member): float(score) for member, score in self.call(read)}
 
     def read_snapshots(self) -> ClusterRead:
         """Every live process's snapshot (older than ``SNAPSHOT_TTL``: gone) and the resets."""
@@ -235,19 +252,29 @@ class ClusterStore:
 
         self.call(write)
 
-    def read_view(self) -> tuple[str | None, str | None, int]:
-        """``(rollup, health, epoch)``: the merged view, the latest health result and the reset epoch,
-        in one round trip."""
+    def read_view(self) -> tuple[str | None, str | None, int, dict[str, str]]:
+        """``(rollup, health, epoch, reports)``: the merged view, the latest health result, the reset epoch
+        and the server-tier reports (key -> JSON), in one round trip."""
 
         def read(client: redis.Redis) -> list[Any]:
             pipe = client.pipeline(transaction=False)
             pipe.get(self.key("rollup"))
             pipe.get(self.key("health"))
             pipe.get(self.key("epoch"))
+            pipe.hgetall(self.key("reports"))
             return pipe.execute()
 
         replies = self.call(read)
-        return _text(replies[0]), _text(replies[1]), _whole(replies[2])
+        stored: dict[str | bytes, str | bytes] = replies[3] or {}
+        reports = {_decoded(k): _decoded(v) for k, v in stored.items() if not _decoded(k).endswith(TAKEN_AT)}
+        return _text(replies[0]), _text(replies[1]), _whole(replies[2]), reports
+
+    def write_report(self, key: str, payload: str, *, taken_at: float, ttl: float) -> bool:
+        """Store a report unless the store holds a fresher one of the same ``key`` (freshest wins); True
+        when stored. The reports expire together ``ttl`` seconds after the last write."""
+        px = max(int(ttl * 1000), 1)
+        return bool(self.call(lambda c: c.eval(_FRESHEST, 1, self.key("reports"), key, key + TAKEN_AT, payload,
+                                               repr(float(taken_at)), px)))
 
     def read_hosts(self) -> str | None:
         return _text(self.call(lambda c: c.get(self.key("rollup", "hosts"))))
@@ -313,32 +340,35 @@ class ClusterStore:
         return {finding: bool(reply) for finding, reply in zip(new, replies, strict=False)}
 
     # -- history ------------------------------------------------------------------------------------------
-    def append_history(self, points: Mapping[str, str], *, now: float, keep_seconds: float, cap: int) -> None:
-        """Append one JSON point per pool at ``now``; trim each series to ``keep_seconds`` and ``cap`` points."""
+    def append_history(self, points: Mapping[str, str], *, now: float, keep_seconds: float, cap: int,
+                       series: str = "pool") -> None:
+        """Append one JSON point per pool (``series="server"``: per server) at ``now``; trim each series to
+        ``keep_seconds`` and ``cap`` points."""
         ttl = math.ceil(keep_seconds) + 60
+        index = self.key("history", f"{series}s")
 
         def write(client: redis.Redis) -> None:
             pipe = client.pipeline(transaction=False)
             for pool, point in points.items():
-                key = self.key("history", "pool", pool)
+                key = self.key("history", series, pool)
                 pipe.zadd(key, {point: now})
                 pipe.zremrangebyscore(key, "-inf", f"({now - keep_seconds}")
                 pipe.zremrangebyrank(key, 0, -cap - 1)  # keep the newest `cap` points
                 pipe.expire(key, ttl)
-                pipe.sadd(self.key("history", "pools"), pool)
-            pipe.expire(self.key("history", "pools"), ttl)
+                pipe.sadd(index, pool)
+            pipe.expire(index, ttl)
             pipe.execute()
 
         self.call(write)
 
-    def read_history(self, pools: Iterable[str] | None, since: float) -> dict[str, list[str]]:
+    def read_history(self, pools: Iterable[str] | None, since: float, series: str = "pool") -> dict[str, list[str]]:
         """The JSON points of ``pools`` (None: every pool with history) since ``since``, oldest first."""
 
         def read(client: redis.Redis) -> dict[str, list[str]]:
-            names = sorted(pools) if pools is not None else sorted(self._history_pools(client))
+            names = sorted(pools) if pools is not None else sorted(self._history_names(client, series))
             pipe = client.pipeline(transaction=False)
             for name in names:
-                pipe.zrangebyscore(self.key("history", "pool", name), since, "+inf")
+                pipe.zrangebyscore(self.key("history", series, name), since, "+inf")
             return dict(zip(names, pipe.execute(), strict=True))
 
         return self.call(read)
@@ -347,13 +377,14 @@ class ClusterStore:
         """Delete every stored history point (a fresh start after a configuration change, tests)."""
 
         def wipe(client: redis.Redis) -> None:
-            keys = [self.key("history", "pool", name) for name in self._history_pools(client)]
-            client.delete(*keys, self.key("history", "pools"))
+            for series in ("pool", "server"):
+                keys = [self.key("history", series, name) for name in self._history_names(client, series)]
+                client.delete(*keys, self.key("history", f"{series}s"))
 
         self.call(wipe)
 
-    def _history_pools(self, client: redis.Redis) -> list[str]:
-        return [_decoded(name) for name in client.smembers(self.key("history", "pools"))]
+    def _history_names(self, client: redis.Redis, series: str = "pool") -> list[str]:
+        return [_decoded(name) for name in client.smembers(self.key("history", f"{series}s"))]
 
     # -- tests -----------------------------------------------------------------------------------------------
     def clear(self) -> None:
@@ -367,6 +398,12 @@ class ClusterStore:
         self.call(wipe)
 
 
+_FRESHEST = (
+    "local t = redis.call('hget', KEYS[1], ARGV[2]) "
+    "if t and tonumber(t) >= tonumber(ARGV[4]) then redis.call('pexpire', KEYS[1], ARGV[5]) return 0 end "
+    "redis.call('hset', KEYS[1], ARGV[1], ARGV[3], ARGV[2], ARGV[4]) "
+    "redis.call('pexpire', KEYS[1], ARGV[5]) return 1"
+)
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .. import conf
-from ..core.reports import HealthReport
+from ..core.census import ServerCensus
+from ..core.pooler import PgBouncerReport
+from ..core.reports import HealthReport, Report
 from ..core.snapshots import PoolSnapshot, ProcessSnapshot, merge_pools
+from . import reports as server_reports
 from .store import Resets, StoreUnavailable, store
 
 logger = logging.getLogger(__name__)
@@ -66,9 +69,19 @@ class ClusterView:
     hosts: tuple[HostSubtotal, ...] = field(default=())
     #: ``host:pid`` -> that process's pools (``?per_process=1`` only).
     per_process: Mapping[str, tuple[PoolSnapshot, ...]] = field(default_factory=dict)
+    #: The server-tier reports (census, PgBouncer), the freshest of each key, by key.
+    reports: tuple[Report, ...] = ()
 
     def pool(self, name: str) -> PoolSnapshot | None:
         return next((pool for pool in self.pools if pool.name == name), None)
+
+    def census(self) -> tuple[ServerCensus, ...]:
+        """The latest census of each server."""
+        return tuple(report for report in self.reports if isinstance(report, ServerCensus))
+
+    def pgbouncers(self) -> tuple[PgBouncerReport, ...]:
+        """The latest report of each PgBouncer."""
+        return tuple(report for report in self.reports if isinstance(report, PgBouncerReport))
 
     def age(self, now: float | None = None) -> float:
         return max((time.time() if now is None else now) - self.generated_at, 0.0)
@@ -146,14 +159,14 @@ def local_view(*, now: float | None = None) -> ClusterView:
 
     now = time.time() if now is None else now
     view = merge([registry.snapshot()], Resets(0, {}), now=now, source="local")
-    return replace(view, redis_available=False)
+    return replace(view, redis_available=False, reports=server_reports.combined())
 
 
 def read(*, per_process: bool = False, hosts: bool = False) -> ClusterView:
     """The cluster view: the rollup when fresh, else a direct merge, else this process alone."""
     now = time.time()
     try:
-        rollup_text, health_text, epoch = store.read_view()
+        rollup_text, health_text, epoch, stored_reports = store.read_view()
         health = _health(health_text)
         view = ClusterView.from_json(rollup_text) if rollup_text and not per_process else None
         if view is None or view.age(now) > rollup_max_age() or view.epoch < epoch:
@@ -163,7 +176,7 @@ def read(*, per_process: bool = False, hosts: bool = False) -> ClusterView:
                 applied = [s.reset_since(cluster.resets.epoch, cluster.resets.pools, now=now)
                            for s in cluster.snapshots]
                 view = replace(view, per_process={s.key: s.pools for s in applied})
-        view = replace(view, health=health)
+        view = replace(view, health=health, reports=server_reports.combined(server_reports.decode(stored_reports)))
         if hosts:
             hosts_text = store.read_hosts()
             view = replace(view, hosts=hosts_from_json(hosts_text) if hosts_text else ())

@@ -101,11 +101,41 @@ DEFAULTS: dict[str, Any] = {
         "connection_pools.sources.postgres.discover",
         "connection_pools.sources.persistent.discover",
         "connection_pools.sources.redis.discover",
+        "connection_pools.sources.census.discover",
+        "connection_pools.sources.pgbouncer.discover",
     ),
+    # The application_name every connection of the engine carries: "<prefix>[<alias>:<pid>@<host>]",
+    # after the user's own OPTIONS["application_name"] when there is one (docs/server-tier.md).
+    "APPLICATION_NAME": {"ENABLED": True, "PREFIX": "django"},
+    # Poolers in front of the servers, by alias ("pgbouncer": transaction pooling; env DATABASE_POOLER
+    # sets the primary's).
+    "POOLERS": {},
+    # The server census (pg_stat_activity + pg_settings of each server), sampled by one process of
+    # the cluster every INTERVAL seconds over one dedicated connection; QUERY_TEXT_LENGTH > 0 shows
+    # that many characters of the longest and blocked queries (it may hold personal data: off).
+    "CENSUS": {
+        "ENABLED": True,
+        "INTERVAL": 5.0,
+        "TIMEOUT": 2.0,
+        "QUERY_TEXT_LENGTH": 0,
+        "TOP_OWNERS": 20,
+        # Recommendations: an idle-in-transaction session older than this (seconds).
+        "IDLE_IN_TRANSACTION_SECONDS": 30.0,
+        # A connection younger than this is not a leak yet (the pool may be adding it).
+        "LEAK_GRACE_SECONDS": 5.0,
+        # Other clients holding more than this share of the server's connections are named.
+        "OTHERS_SHARE": 0.25,
+    },
+    # PgBouncer admin consoles (env PGBOUNCER_ADMIN_URL, comma-separated), read every INTERVAL s.
+    "PGBOUNCER": {"ADMIN_URLS": (), "INTERVAL": 5.0, "TIMEOUT": 3.0},
     # How many processes open these pools at once (gunicorn workers of every server, Celery
     # workers, commands). None: count the processes publishing snapshots. The system check
     # connection_pools.W201 multiplies the pools' maximum by it (docs/postgresql-pools.md).
     "PROCESSES": None,
+    # Served under ASGI (uvicorn workers...). True: say so, so that ``manage.py check`` refuses
+    # persistent connections (connection_pools.E301) before deployment; a server that loads the
+    # app through Django's ASGI handler is detected by itself (docs/asgi.md).
+    "ASGI": False,
     # Read replicas.
     "REPLICAS": {
         "BALANCING": "round_robin",  # or "least_busy"

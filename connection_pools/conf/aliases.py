@@ -52,6 +52,8 @@ class AliasSpec:
     pool_config: PoolConfig | None = None
     #: Why ``pool_config`` is None although the alias asks for a pool.
     config_error: str | None = None
+    #: The pooler in front of the server (``"pgbouncer"``: transaction pooling), from ``CONNECTION_POOLS["POOLERS"]``.
+    pooler: str | None = None
 
     @property
     def is_ours(self) -> bool:
@@ -82,6 +84,13 @@ def replica_aliases() -> list[str]:
     """The replica aliases, in the order ``REPLICAS["ALIASES"]`` lists them."""
     configured = conf_get("REPLICAS").get("ALIASES") or ()
     return [alias for alias in configured if isinstance(alias, str)]
+
+
+def poolers() -> dict[str, str]:
+    """``CONNECTION_POOLS["POOLERS"]``: the pooler in front of each alias's server (alias -> ``"pgbouncer"``)."""
+    configured = conf_get("POOLERS") or {}
+    return {str(alias): str(kind) for alias, kind in configured.items() if kind} if isinstance(configured, Mapping) \
+        else {}
 
 
 def spec_of(alias: str, settings_dict: Mapping[str, Any]) -> AliasSpec:
@@ -116,7 +125,7 @@ def _spec(alias: str, settings_dict: Mapping[str, Any], replicas: set[str]) -> A
         port=int(port) if port.isdigit() else 5432, database=str(settings_dict.get("NAME") or ""),
         user=str(settings_dict.get("USER") or ""),
         conn_max_age=None if max_age is None else float(max_age) if isinstance(max_age, int | float) else 0.0,
-        pool_config=config, config_error=error,
+        pool_config=config, config_error=error, pooler=poolers().get(alias),
     )
 
 
@@ -130,7 +139,7 @@ def alias_specs() -> Mapping[str, AliasSpec]:
 
     settings = connections.settings
     key = (id(settings), tuple((alias, id(entry)) for alias, entry in settings.items()),
-           id(conf_get("REPLICAS")), id(conf_get("DATABASE_POOL")))
+           id(conf_get("REPLICAS")), id(conf_get("DATABASE_POOL")), id(conf_get("POOLERS")))
     cached = _cache.get("specs")
     if cached is not None and cached[0] == key:
         return cached[1]  # type: ignore[no-any-return]
@@ -162,7 +171,11 @@ def probe_params(alias: str, *, timeout: float, application_name: str) -> dict[s
     for key in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(key, None)
     params["connect_timeout"] = max(2, math.ceil(timeout))  # libpq's minimum is 2 s; callers keep their deadline
-    params["options"] = f"{params.get('options', '')} -c statement_timeout={max(int(timeout * 1000), 1)}".strip()
+    if poolers().get(alias):
+        # Through a PgBouncer: no prepared statements, and no "options" (it refuses that startup parameter).
+        params["prepare_threshold"] = None
+    else:
+        params["options"] = f"{params.get('options', '')} -c statement_timeout={max(int(timeout * 1000), 1)}".strip()
     params["application_name"] = application_name
     params["autocommit"] = True
     return params

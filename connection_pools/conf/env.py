@@ -35,6 +35,9 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_APPLICATION_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,16}")
+POOLERS = ("pgbouncer",)
+MAX_PGBOUNCERS = 16
 _SHOWN_LENGTH = 120  # longer values are cut in messages: a sentence, not a page
 ENCODING_HINT = ("a user name or password holding /, ?, #, @ or : must be percent-encoded "
                  "(%2F, %3F, %23, %40, %3A)")
@@ -228,6 +231,11 @@ def databases(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
         return config
 
     result = {"default": alias_config("DATABASE_URL", environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))}
+    if pooler(environ) == "pgbouncer":
+        # Transaction pooling: a server-side (WITH HOLD) cursor and a prepared statement live on one
+        # server connection, and the next transaction may run on another.
+        result["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        result["default"]["OPTIONS"]["prepare_threshold"] = None
     urls = replica_urls(environ)
     for alias, url in zip(replica_aliases(environ), urls, strict=True):
         replica = alias_config("DATABASE_REPLICA_URLS", url)
@@ -261,6 +269,58 @@ def redis_pools(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
         pool["health_check_interval"] = env_int(
             environ, "REDIS_HEALTH_CHECK_INTERVAL", pool["health_check_interval"], minimum=0, maximum=int(wait))
     return {"main": main, "cache": cache}
+
+
+def pooler(environ: Environ) -> str | None:
+    """``DATABASE_POOLER``: ``pgbouncer`` when ``DATABASE_URL`` points at a PgBouncer in transaction mode."""
+    raw = environ.get("DATABASE_POOLER", "").strip()
+    if not raw or raw.casefold() == "none":
+        return None
+    return env_choice(environ, "DATABASE_POOLER", "", (*POOLERS, "none")) or None
+
+
+def pgbouncer_admin_urls(environ: Environ) -> list[str]:
+    """``PGBOUNCER_ADMIN_URL``: comma-separated URLs of PgBouncer admin consoles (database ``pgbouncer``)."""
+    urls = env_list(environ, "PGBOUNCER_ADMIN_URL")
+    if len(urls) > MAX_PGBOUNCERS:
+        raise ImproperlyConfigured(
+            f"Environment variable PGBOUNCER_ADMIN_URL is invalid: expected at most {MAX_PGBOUNCERS} URLs, "
+            f"got {len(urls)}.")
+    for url in urls:
+        if "://" not in url:
+            raise ImproperlyConfigured(
+                "Environment variable PGBOUNCER_ADMIN_URL is invalid: expected comma-separated URLs "
+                "postgres://user:password@host:port/pgbouncer, and one of its items is not a URL "
+                "(a comma in a password must be percent-encoded as %2C).")
+        config = parse_database_url("PGBOUNCER_ADMIN_URL", url)
+        if config["NAME"] != "pgbouncer":
+            raise _bad("PGBOUNCER_ADMIN_URL", url, "the URL of PgBouncer's admin console, whose database is "
+                       "'pgbouncer': postgres://user:password@host:port/pgbouncer")
+    return urls
+
+
+def census_settings(environ: Environ) -> dict[str, Any]:
+    """The server census from ``CONNECTION_POOLS_CENSUS_*`` (docs/server-tier.md)."""
+    census = dict(conf.DEFAULTS["CENSUS"])
+    census.update(
+        ENABLED=env_bool(environ, "CONNECTION_POOLS_CENSUS", census["ENABLED"]),
+        INTERVAL=env_float(environ, "CONNECTION_POOLS_CENSUS_INTERVAL", census["INTERVAL"], minimum=0.5,
+                           maximum=conf.MAX_WAIT_SECONDS),
+        TIMEOUT=env_float(environ, "CONNECTION_POOLS_CENSUS_TIMEOUT", census["TIMEOUT"], strict=True, maximum=60.0),
+        QUERY_TEXT_LENGTH=env_int(environ, "CONNECTION_POOLS_CENSUS_QUERY_TEXT", census["QUERY_TEXT_LENGTH"],
+                                  minimum=0, maximum=10000),
+        IDLE_IN_TRANSACTION_SECONDS=env_float(environ, "CONNECTION_POOLS_CENSUS_IDLE_IN_TRANSACTION",
+                                              census["IDLE_IN_TRANSACTION_SECONDS"], strict=True, maximum=86400.0),
+    )
+    return census
+
+
+def application_name(environ: Environ) -> dict[str, Any]:
+    """``CONNECTION_POOLS_APPLICATION_NAME`` (switch) and ``_PREFIX``: the attribution of every connection."""
+    prefix = environ.get("CONNECTION_POOLS_APPLICATION_NAME_PREFIX", "").strip() or "django"
+    if not _APPLICATION_PREFIX.fullmatch(prefix):
+        raise _bad("CONNECTION_POOLS_APPLICATION_NAME_PREFIX", prefix, "1 to 16 letters, digits, '_', '.' or '-'")
+    return {"ENABLED": env_bool(environ, "CONNECTION_POOLS_APPLICATION_NAME", True), "PREFIX": prefix}
 
 
 def replica_aliases(environ: Environ) -> list[str]:
@@ -339,6 +399,11 @@ def connection_pools(environ: Environ | None = None) -> dict[str, Any]:
                                           maximum=60.0),
         "HEALTH_INTERVAL": env_float(environ, "CONNECTION_POOLS_HEALTH_INTERVAL", 10.0, minimum=1.0, maximum=3600.0),
         "PROCESSES": processes(environ),
+        "APPLICATION_NAME": application_name(environ),
+        "POOLERS": {"default": found} if (found := pooler(environ)) else {},
+        "CENSUS": census_settings(environ),
+        "PGBOUNCER": {**conf.DEFAULTS["PGBOUNCER"], "ADMIN_URLS": tuple(pgbouncer_admin_urls(environ))},
+        "ASGI": env_bool(environ, "CONNECTION_POOLS_ASGI", False),
     }
     _check_pairs(settings)
     return settings

@@ -1,17 +1,44 @@
-"""Typed results derived from the snapshots: recommendations, server budgets, health.
+"""Typed results derived from the snapshots: recommendations, server budgets, health, and the
+server-tier reports.
 
 Like :mod:`.snapshots`, frozen dataclasses with a JSON wire form; the presenter turns them
-into the API's dicts.
+into the API's dicts. A :data:`Report` is what a report source samples about a server (the
+census of a PostgreSQL server, a PgBouncer's pools): every process would see the same
+server, so reports are never summed across processes; for each report key the freshest wins.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from .census import ServerCensus
+from .pooler import PgBouncerReport
 from .snapshots import Scalar
+
+#: A server-tier report (the freshest one of each ``key`` wins across processes).
+Report: TypeAlias = ServerCensus | PgBouncerReport
+
+
+def report_from_wire(data: Any) -> Report | None:
+    """A report from its wire form (``type`` says which), or None when it is not one."""
+    if isinstance(data, Mapping) and data.get("type") == ServerCensus.kind:
+        return ServerCensus.from_wire(data)
+    if isinstance(data, Mapping) and data.get("type") == PgBouncerReport.kind:
+        return PgBouncerReport.from_wire(data)
+    return None
+
+
+def freshest(reports: Iterable[Report]) -> dict[str, Report]:
+    """One report per key: the one taken last."""
+    found: dict[str, Report] = {}
+    for report in reports:
+        current = found.get(report.key)
+        if current is None or report.taken_at > current.taken_at:
+            found[report.key] = report
+    return found
 
 Severity: TypeAlias = Literal["high", "medium", "low"]
 SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
@@ -116,9 +143,11 @@ class PoolHealth:
     alias: str | None = None
     replica_lag_seconds: float | None = None
     in_rotation: bool | None = None
+    #: A PgBouncer: its paused databases.
+    paused: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "paused": list(self.paused)}
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> PoolHealth:

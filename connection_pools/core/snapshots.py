@@ -252,6 +252,32 @@ def _worst(a: float | None, b: float | None) -> float | None:
 
 
 # --- one pool ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A connection checked out longer than ``LONG_HOLD_SECONDS``: its server backend and its request."""
+
+    backend_pid: int
+    seconds: float
+    #: ``GET /path (view name)``, or None outside a web request.
+    request: str | None = None
+    view: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"backend_pid": self.backend_pid, "seconds": self.seconds, "request": self.request, "view": self.view}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Hold | None:
+        if not isinstance(data, Mapping) or not isinstance(data.get("backend_pid"), int):
+            return None
+        request, view = data.get("request"), data.get("view")
+        return cls(data["backend_pid"], _float(data.get("seconds")), request if isinstance(request, str) else None,
+                   view if isinstance(view, str) else None)
+
+
+#: Holds kept in a merged pool (the longest).
+MERGED_HOLDS_MAX = 20
+
+
 #: A recycle rate over a window shorter than this is noise (seconds).
 MIN_RATE_WINDOW = 60.0
 
@@ -276,6 +302,10 @@ class PoolSnapshot:
     processes: int = 1
     #: Merged: connections recycled per minute, summed over processes (each over its own window).
     recycle_rate_per_minute: float = 0.0
+    #: One process only (merged: empty): the server backend pids of its open connections.
+    backend_pids: tuple[int, ...] = ()
+    #: Connections held past ``LONG_HOLD_SECONDS`` now (merged: the longest of every process).
+    holds: tuple[Hold, ...] = ()
 
     @property
     def is_database(self) -> bool:
@@ -295,12 +325,17 @@ class PoolSnapshot:
                        peak_active=self.gauges.active, reset_at=now, recycle_rate_per_minute=0.0)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "name": self.name, "kind": self.kind, "role": self.role, "alias": self.alias, "config": dict(self.config),
             "counters": self.counters.to_wire(), "gauges": self.gauges.to_wire(), "peak_active": self.peak_active,
             "wait": self.wait.to_wire(), "hold": self.hold.to_wire(), "reset_at": self.reset_at,
             "processes": self.processes, "recycle_rate_per_minute": self.recycle_rate_per_minute,
         }
+        if self.backend_pids:  # compact: absent means none
+            wire["backend_pids"] = list(self.backend_pids)
+        if self.holds:
+            wire["holds"] = [hold.to_wire() for hold in self.holds]
+        return wire
 
     @classmethod
     def from_wire(cls, data: Any) -> PoolSnapshot | None:
@@ -314,6 +349,10 @@ class PoolSnapshot:
             hold=HistogramSnapshot.from_wire(data.get("hold")), reset_at=_float(data.get("reset_at")),
             processes=max(_int(data.get("processes")), 1),
             recycle_rate_per_minute=_float(data.get("recycle_rate_per_minute")),
+            backend_pids=tuple(p for p in data.get("backend_pids") or () if isinstance(p, int)
+                               and not isinstance(p, bool)) if isinstance(data.get("backend_pids"), list) else (),
+            holds=tuple(h for h in (Hold.from_wire(item) for item in data.get("holds") or ()) if h is not None)
+            if isinstance(data.get("holds"), list) else (),
         )
 
 
@@ -332,6 +371,8 @@ def merge_pool(parts: Sequence[PoolSnapshot], *, now: float) -> PoolSnapshot:
         reset_at=min((part.reset_at for part in parts if part.reset_at), default=0.0),
         processes=sum(part.processes for part in parts),
         recycle_rate_per_minute=sum(_recycle_rate(part, now) for part in parts),
+        holds=tuple(sorted((hold for part in parts for hold in part.holds), key=lambda h: -h.seconds))[
+            :MERGED_HOLDS_MAX],
     )
 
 

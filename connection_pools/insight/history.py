@@ -19,6 +19,7 @@ from typing import Any
 from .. import conf
 from ..cluster.store import StoreUnavailable, store
 from ..cluster.view import ClusterView
+from ..core.census import ServerCensus
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +139,57 @@ def history(pool: str | None = None, minutes: float = 60) -> dict[str, Any]:
         raise HistoryUnavailable(f"Redis is unreachable ({exc})") from exc
     series = {name: [json.loads(raw) for raw in points] for name, points in rows.items()}
     return {"interval": interval(), "retention_seconds": retention(), "series": series}
+
+
+# --- the servers' census over time -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ServerPoint:
+    """One server's connections at one census: by state, by owner, and the headroom."""
+
+    connections: int
+    active: int
+    idle: int
+    idle_in_transaction: int
+    ours: int
+    other: int
+    probe: int
+    max_connections: int | None
+    headroom: int | None
+    blocked: int
+    leaks: int
+
+
+#: The figures kept per server point (besides ``t``).
+SERVER_POINT_FIELDS: tuple[str, ...] = tuple(ServerPoint.__dataclass_fields__)
+
+
+def server_point(census: ServerCensus) -> ServerPoint:
+    """The point of one census (idle in transaction counts the aborted ones too)."""
+    states = census.states
+    return ServerPoint(
+        connections=census.connections, active=states.active, idle=states.idle,
+        idle_in_transaction=states.idle_in_transaction + states.idle_in_transaction_aborted,
+        ours=census.by_kind.get("ours", 0), other=census.by_kind.get("other", 0),
+        probe=census.by_kind.get("probe", 0), max_connections=census.max_connections, headroom=census.headroom,
+        blocked=census.blocked_total, leaks=census.leaks_total,
+    )
+
+
+def record_census(census: ServerCensus) -> None:
+    """Append the point of one successful census to its server's series."""
+    point = json.dumps({"t": round(census.taken_at, 3), **asdict(server_point(census))}, separators=(",", ":"))
+    try:
+        store.append_history({census.name: point}, now=census.taken_at, keep_seconds=retention(), cap=max_points(),
+                             series="server")
+    except StoreUnavailable as exc:
+        raise HistoryUnavailable(str(exc)) from exc
+
+
+def server_history(minutes: float) -> dict[str, list[dict[str, Any]]]:
+    """Every server's points over the last ``minutes``, oldest first (:class:`HistoryUnavailable` without Redis)."""
+    since = time.time() - min(float(minutes) * 60.0, retention())
+    try:
+        rows = store.read_history(None, since, series="server")
+    except StoreUnavailable as exc:
+        raise HistoryUnavailable(f"Redis is unreachable ({exc})") from exc
+    return {name: [json.loads(raw) for raw in points] for name, points in rows.items()}

@@ -1,9 +1,15 @@
-"""The request middlewares: :mod:`.stats` (``PoolStatsMiddleware``: per-request accounting, 503s)
-and :mod:`.pinning` (``ReplicaPinningMiddleware``: read-your-writes, replay of cut safe requests).
+"""The request middleware: :class:`RequestContextMiddleware` (:mod:`.request`) starts and ends each
+request's one context and does the per-request accounting, read-your-writes pinning, the replay
+of cut safe requests (:mod:`.replay`) and the 503s (:mod:`.failures`).
 
-``connection_pools.middleware.PoolStatsMiddleware`` is the public path.
+``connection_pools.middleware.RequestContextMiddleware`` is the public path;
+``connection_pools.middleware.PoolStatsMiddleware`` is the same class under its older name, and
+``connection_pools.pinning.ReplicaPinningMiddleware`` a no-op next to it (:mod:`.pinning`).
 """
 
-from .stats import PoolStatsMiddleware, classify_failure
+from .failures import classify_failure
+from .request import RequestContextMiddleware
 
-__all__ = ["PoolStatsMiddleware", "classify_failure"]
+PoolStatsMiddleware = RequestContextMiddleware
+
+__all__ = ["PoolStatsMiddleware", "RequestContextMiddleware", "classify_failure"]

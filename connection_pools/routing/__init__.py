@@ -7,9 +7,9 @@ The public names stay importable from here: ``from connection_pools.routing impo
 
 from __future__ import annotations
 
+from ..core.context import RouteState
 from .scopes import (
     PRIMARY,
-    RouteState,
     Scope,
     Session,
     alias_for_read,
@@ -17,8 +17,6 @@ from .scopes import (
     choose_read_alias,
     current_scope,
     current_state,
-    enter_request,
-    leave_request,
     note_write,
     primary,
     read_only,
@@ -29,6 +27,6 @@ from .scopes import (
 
 __all__ = [
     "PRIMARY", "RouteState", "Scope", "Session", "alias_for_read", "alias_for_write", "choose_read_alias",
-    "current_scope", "current_state", "enter_request", "leave_request", "note_write", "primary", "read_only",
+    "current_scope", "current_state", "note_write", "primary", "read_only",
     "reset_pinning", "session", "task",
 ]

@@ -29,12 +29,13 @@ import inspect
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from django.db import connections
 
 from .. import conf
+from ..core.context import RouteState, current_request
 
 PRIMARY = "default"
 
@@ -51,28 +52,9 @@ class _Frame:
     outer: _Frame | None
 
 
-@dataclass
-class RouteState:
-    """Read-your-writes state of one request (or, outside requests, one context).
-
-    Mutated in place, so every thread/task that shares the request's context
-    (``sync_to_async`` hops included) sees the same flags.
-    """
-
-    in_request: bool = False
-    pinned: bool = False  # the whole request reads from the primary
-    wrote: bool = False  # a write was routed in this request/context
-    pinned_until: float = 0.0  # monotonic deadline of a pin outside requests
-    replicas_used: set[str] = field(default_factory=set)
-    retried: bool = False
-
-    def is_pinned(self) -> bool:
-        if self.pinned or (self.in_request and self.wrote):
-            return True
-        return self.pinned_until > time.monotonic()
-
-
 _scope: ContextVar[_Frame | None] = ContextVar("connection_pools_scope", default=None)
+#: Read-your-writes state outside requests (a context, a ``task()``); a request's own state is
+#: its :class:`~connection_pools.core.context.RequestContext`'s ``route``.
 _state: ContextVar[RouteState | None] = ContextVar("connection_pools_route_state", default=None)
 
 
@@ -191,29 +173,19 @@ def session(*, read_only: bool = False, using: str | None = None) -> Session:
 
 
 # --- read-your-writes state -------------------------------------------------------
-def enter_request(*, pinned: bool = False) -> tuple[RouteState, Token[RouteState | None]]:
-    """Start a fresh :class:`RouteState` for one request; pass the token to :func:`leave_request`.
-
-    Plain calls rather than a generator-based context manager: the pinning middleware
-    runs this pair on every request.
-    """
-    state = RouteState(in_request=True, pinned=pinned)
-    return state, _state.set(state)
-
-
-def leave_request(token: Token[RouteState | None]) -> None:
-    """End the request state started by :func:`enter_request`."""
-    _state.reset(token)
-
-
 def current_state() -> RouteState | None:
-    """The read-your-writes state of the current request/context, if any."""
-    return _state.get()
+    """The read-your-writes state in force: a ``task()`` entered in this request, else the
+    request's (set by the middleware), else this context's outside requests, if any."""
+    state = _state.get()
+    request = current_request.get()
+    if request is not None and (state is None or state.request is not request):
+        return request.route
+    return state
 
 
 def note_write() -> None:
     """A write is being routed: pin the rest of this request (or this context for PIN_SECONDS)."""
-    state = _state.get()
+    state = current_state()
     if state is None:
         state = RouteState()
         _state.set(state)
@@ -230,7 +202,7 @@ def reset_pinning() -> None:
     long-lived worker -- or use :func:`task` -- so one write does not pin what follows it.
     Inside a request it does nothing: a request that wrote reads from the primary to its end.
     """
-    state = _state.get()
+    state = current_state()
     if state is not None and not state.in_request:
         state.wrote = False
         state.pinned = False
@@ -244,7 +216,7 @@ class Task:
         self._tokens: list[Token[RouteState | None]] = []
 
     def __enter__(self) -> RouteState:
-        state = RouteState()
+        state = RouteState(request=current_request.get())
         self._tokens.append(_state.set(state))
         return state
 
@@ -297,7 +269,7 @@ def choose_read_alias(*, explicit_read_only: bool = False) -> str:
     """The alias for a read outside any explicit ``using`` (precedence 3-6 above)."""
     from . import replicas
 
-    state = _state.get()
+    state = current_state()
     if state is not None and state.is_pinned():
         return PRIMARY
     if not explicit_read_only and _in_primary_transaction():
@@ -317,7 +289,7 @@ def alias_for_read() -> str:
         if frame.kind == "primary":
             return frame.using or PRIMARY
         if frame.using is not None:
-            state = _state.get()
+            state = current_state()
             if state is not None and frame.using != PRIMARY:
                 state.replicas_used.add(frame.using)
             return frame.using

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db.backends.signals import connection_created
-from django.dispatch import receiver
 
 from . import scopes as routing
 
@@ -58,9 +57,15 @@ def observe_statement(execute: Callable[..., Any], sql: Any, params: Any, many: 
     return execute(sql, params, many, context)
 
 
-@receiver(connection_created, dispatch_uid="connection_pools.statements.observe")
 def _observe_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
     # First in the list: Django's execute_wrapper() context manager pops the *last* wrapper
     # when its block ends, so ours must never be the last one added.
     if observe_statement not in connection.execute_wrappers:
         connection.execute_wrappers.insert(0, observe_statement)
+
+
+def install() -> None:
+    """Observe every new connection's statements (the app does it at start-up). Not at import:
+    the engine imports this module for :func:`is_read_statement`, and a project that uses the
+    engine without the app (Django's own test suite does) gets no wrapper it did not ask for."""
+    connection_created.connect(_observe_connection, dispatch_uid="connection_pools.statements.observe")

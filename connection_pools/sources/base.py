@@ -1,4 +1,4 @@
-"""The pool-source protocol, and the one registry of this process's sources.
+r"""The pool-source protocol, and the one registry of this process's sources.
 
 A source is one pool as the statistics see it, in the spirit of django-debug-toolbar's
 ``Panel``: it has a ``name`` (``db_default``, ``redis_cache``), a ``kind``, a ``role`` and
@@ -10,6 +10,13 @@ source only reads them.
 Each kind of source is one module with a ``discover()`` function that yields its sources
 for the current settings; ``CONNECTION_POOLS["SOURCES"]`` lists those functions (dotted
 paths or callables, resolved once), so adding a kind of pool is one module plus one line.
+
+Some sources count what a *server* holds rather than what this process holds: the census
+of a PostgreSQL server (:mod:`.census`) and a PgBouncer's pools (:mod:`.pgbouncer`). They are
+:class:`ReportSource`\ s: the same name, kind, role, alias, ``config()`` and ``reset()``, but
+instead of a per-process snapshot (which the cluster would sum) they ``sample()`` a typed
+report, which a background job takes in one process of the cluster and the cluster store
+keeps, the freshest winning (:mod:`connection_pools.cluster.reports`).
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from ..core.fleet import Fleet
+from ..core.reports import Report
 from ..core.runtime import runtime
 from ..core.snapshots import Config, PoolSnapshot, ProcessSnapshot
 
@@ -50,7 +60,50 @@ class PoolSource(Protocol):
         ...
 
 
-Discover = Callable[[], Iterable[PoolSource]]
+@dataclass(frozen=True, slots=True)
+class SampleContext:
+    """What a report source's sample may use: our processes, and whether to keep its connection open."""
+
+    fleet: Fleet = field(default_factory=Fleet)
+    #: True while this process samples for the whole cluster (it holds the job's lease): a dedicated
+    #: connection may stay open for the next sample; otherwise it is closed after this one.
+    keep_connection: bool = False
+    #: PgBouncers' server connections, from their last reports: ``addr:port`` -> {backend pid: PgBouncer name}.
+    pooler_backends: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ReportSource(Protocol):
+    """A server's connections or pools, sampled by a background job into a typed report."""
+
+    name: str
+    kind: str
+    role: str
+    alias: str
+
+    def sample(self, context: SampleContext) -> Report:
+        """Read the server now (bounded by the source's own timeout); a failure is a report with an error."""
+        ...
+
+    def interval(self) -> float:
+        """Seconds between two samples."""
+        ...
+
+    def config(self) -> Config:
+        """The source's effective settings (never a secret)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget what the source remembers between samples (its connection stays)."""
+        ...
+
+    def close(self) -> None:
+        """Close the source's dedicated connection, if it keeps one."""
+        ...
+
+
+Source = PoolSource | ReportSource
+Discover = Callable[[], Iterable[Source]]
 
 
 def _discoverers() -> list[Discover]:
@@ -68,6 +121,7 @@ class SourceRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sources: dict[str, PoolSource] | None = None
+        self._reports: dict[str, ReportSource] = {}
         self._pid = os.getpid()
         self._extra: dict[str, PoolSource] = {}
 
@@ -78,16 +132,29 @@ class SourceRegistry:
         with self._lock:
             if self._sources is None or self._pid != os.getpid():
                 found: dict[str, PoolSource] = {}
+                reports: dict[str, ReportSource] = {}
                 for discover in _discoverers():
                     for source in discover():
-                        found.setdefault(source.name, source)
+                        if isinstance(source, PoolSource):
+                            found.setdefault(source.name, source)
+                        else:
+                            reports.setdefault(source.name, source)
+                old, self._reports = self._reports, reports
+                if self._pid == os.getpid():
+                    for source in old.values():
+                        source.close()
                 self._sources, self._pid = found, os.getpid()
             return self._sources
 
     def sources(self) -> list[PoolSource]:
-        """Every source, by name."""
+        """Every pool source, by name."""
         current = {**self._current(), **self._extra}
         return [current[name] for name in sorted(current)]
+
+    def report_sources(self) -> list[ReportSource]:
+        """Every report source (server census, PgBouncer), by name."""
+        self._current()
+        return [self._reports[name] for name in sorted(self._reports)]
 
     def get(self, name: str) -> PoolSource | None:
         return {**self._current(), **self._extra}.get(name)

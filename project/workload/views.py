@@ -1,5 +1,8 @@
 """Example workload views: JSON list/detail/create of items, a one-query view,
-a cached view, a slow view that holds its connection, and a slow write.
+a cached view, a slow view that holds its connection, and a slow write -- and async
+twins of the read views (``/async/...``), which run in the event loop under ASGI: their
+ORM work goes through ``sync_to_async`` (or the async ORM, which uses it), and reads use
+the guide's ``async with get_session(read_only=True)``.
 
 They are plain Django views (no auth) so load tools and fault tests can drive them.
 Every input is checked (:mod:`project.workload.inputs`): bad input is a 400 with a
@@ -10,12 +13,16 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import connection, connections, router, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from connection_pools import get_session
 
 from .inputs import HeldWrite, InvalidInput, NewItem, limit_from_query, seconds_from_query
 from .models import Item
@@ -56,22 +63,65 @@ def item_detail(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(_item(item))
 
 
+def _select_one() -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        return cursor.fetchone()[0]
+
+
 @require_safe
 def one_query(request: HttpRequest) -> JsonResponse:
     """Exactly one query on the primary: the benchmarks' unit of work (and which process served it)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        (value,) = cursor.fetchone()
+    return JsonResponse({"value": _select_one(), "pid": os.getpid()})
+
+
+@require_safe
+async def one_query_async(request: HttpRequest) -> JsonResponse:
+    """``/one-query/`` as an async view: the query runs through ``sync_to_async``."""
+    value = await sync_to_async(_select_one)()
     return JsonResponse({"value": value, "pid": os.getpid()})
+
+
+@require_safe
+async def one_query_shared_thread(request: HttpRequest) -> JsonResponse:
+    """``/one-query/`` on asgiref's shared executor (``thread_sensitive=False``), not the request's thread:
+    Django would never give this connection back; the request middleware does, as the request ends."""
+    value = await sync_to_async(_select_one, thread_sensitive=False)()
+    return JsonResponse({"value": value, "pid": os.getpid()})
+
+
+@require_safe
+async def items_async(request: HttpRequest) -> JsonResponse:
+    """The latest items, read with the guide's ``async with get_session(read_only=True)`` and the async ORM."""
+    try:
+        limit = limit_from_query(request.GET.get("limit"))
+    except InvalidInput as exc:
+        return _invalid(exc)
+    async with get_session(read_only=True) as alias:
+        rows = [_item(item) async for item in Item.objects.using(alias).order_by("-id")[:limit]]
+    return JsonResponse({"items": rows, "db": alias})
+
+
+@require_safe
+async def whoami_async(request: HttpRequest) -> JsonResponse:
+    """``/whoami/`` as an async view (which server a read in ``get_session(read_only=True)`` lands on)."""
+    async with get_session(read_only=True) as alias:
+        in_recovery, pid = await sync_to_async(_recovery_and_pid)(alias)
+    return JsonResponse({"alias": alias, "in_recovery": in_recovery, "backend_pid": pid})
+
+
+def _recovery_and_pid(alias: str) -> tuple[bool, int]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery(), pg_backend_pid()")
+        in_recovery, pid = cursor.fetchone()
+    return in_recovery, pid
 
 
 @require_safe
 def whoami(request: HttpRequest) -> JsonResponse:
     """Which server a routed read lands on: alias and pg_is_in_recovery()."""
     alias = router.db_for_read(Item)
-    with connections[alias].cursor() as cursor:
-        cursor.execute("SELECT pg_is_in_recovery(), pg_backend_pid()")
-        in_recovery, pid = cursor.fetchone()
+    in_recovery, pid = _recovery_and_pid(alias)
     return JsonResponse({"alias": alias, "in_recovery": in_recovery, "backend_pid": pid})
 
 

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from django.db import connections
 
+from connection_pools.backends.postgresql.attribution import OWNED_SQL, owned_params
 from connection_pools.backends.postgresql.base import DatabaseWrapper
 
 _counter = itertools.count(1)
@@ -26,10 +27,11 @@ def admin_connect() -> psycopg.Connection:
 
 
 def server_pids(app_name: str) -> list[int]:
-    """Backend pids of the server connections a pool opened (filtered by its application_name)."""
+    """Backend pids of the server connections a pool opened (filtered by its own application_name, which the
+    engine's attribution follows with its token)."""
     with admin_connect() as conn:
         rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s ORDER BY pid", [app_name]
+            f"SELECT pid FROM pg_stat_activity WHERE {OWNED_SQL} ORDER BY pid", owned_params(app_name)
         ).fetchall()
     return [row[0] for row in rows]
 

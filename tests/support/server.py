@@ -1,4 +1,5 @@
-"""A real gunicorn serving the project, for multi-process and end-to-end tests.
+"""A real gunicorn serving the project, for multi-process and end-to-end tests: under WSGI
+(:class:`GunicornServer`) or under ASGI on uvicorn workers (:class:`AsgiServer`).
 
 The workers use the test database (the one pytest-django created) so tests can
 see and count what the server wrote.
@@ -96,18 +97,37 @@ class GunicornServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> GunicornServer:
+    def command(self) -> list[str]:
+        """The gunicorn command line."""
+        return [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(self.workers), *([] if self.threads is None else ["--threads", str(self.threads)]),
+                "--graceful-timeout", "5", "--config", "python:project.gunicorn_conf", *self.extra_args]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         self.log_path.parent.mkdir(exist_ok=True)
         collect_static_once()
         log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), *([] if self.threads is None else ["--threads", str(self.threads)]),
-             "--graceful-timeout", "5", "--config", "python:project.gunicorn_conf", *self.extra_args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(
+            self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()  # the child has its own copy; an open handle here is a ResourceWarning (an error in tests)
+        return process
+
+    def run_until_exit(self, timeout: float = 60.0) -> tuple[int, str]:
+        """Start the server expecting it to refuse to start: its exit status and its log."""
+        process = self._spawn()
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            log = self.log_path.read_text()[-4000:]
+            raise AssertionError(f"the server was still running after {timeout}s:\n{log}") from None
+        return returncode, self.log_path.read_text()
+
+    def __enter__(self) -> GunicornServer:
+        self.process = self._spawn()
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -159,3 +179,18 @@ class GunicornServer:
         assert self.process is not None
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in out.split()]
+
+
+class AsgiServer(GunicornServer):
+    """The project under ASGI, as ``make run ASGI=1`` serves it: ``CONNECTION_POOLS_ASGI=true``
+    makes ``project/gunicorn_conf.py`` load ``project.asgi:application`` on uvicorn workers."""
+
+    def __init__(self, *, workers: int = 2, env: Mapping[str, str] | None = None, timeout: float = 60.0,
+                 extra_args: list[str] | None = None) -> None:
+        super().__init__(workers=workers, threads=None, env={"CONNECTION_POOLS_ASGI": "true", **(env or {})},
+                         timeout=timeout, extra_args=extra_args)
+        self.log_path = ROOT / "test-artifacts" / f"uvicorn-{self.port}.log"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                "--graceful-timeout", "5", "--config", "python:project.gunicorn_conf", *self.extra_args]

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -52,6 +52,16 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status is not None and self.status < 400
+
+
+@dataclass(frozen=True)
+class Window:
+    """An outage made by :meth:`Traffic.outage`: when the server stopped, when its restart began, and from
+    when every worker was expected to serve again."""
+
+    stopped: float
+    restarting: float
+    settled: float
 
 
 def request(method: str, url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
@@ -167,6 +177,33 @@ class Traffic:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"only {len(found)} of {count} responses in {timeout}s: {self.summary()}")
             time.sleep(0.05)
+
+    def outage(self, stop: Callable[[], object], start: Callable[[], object], *, during: int = 8,
+               check: Callable[[], object] | None = None, recovery: float = 5.0) -> Window:
+        """Stop a server between two requests (``stop``), let ``during`` requests meet the outage (then run
+        ``check``), start it again, and wait until a GET succeeds and ``recovery`` seconds more of traffic
+        succeed; the times that bound the outage and the recovery."""
+        with self.paused():
+            stop()
+        try:
+            stopped = time.monotonic()
+            self.wait_for(during, since=stopped, timeout=60)
+            if check is not None:
+                check()
+        finally:
+            restarting = time.monotonic()
+            start()
+        up = time.monotonic()
+        deadline = up + 30
+        while not self.select(since=up, ok_only=True, path=self.calls[0].path):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no successful request within 30 s of the restart: {self.summary()}")
+            time.sleep(0.05)
+        first_ok = self.select(since=up, ok_only=True, path=self.calls[0].path)[0]
+        settled = first_ok.ended + recovery
+        time.sleep(max(0.0, settled - time.monotonic()))
+        self.wait_for(10, since=settled, timeout=30)
+        return Window(stopped, restarting, settled)
 
     # --- reading -----------------------------------------------------------------------
 

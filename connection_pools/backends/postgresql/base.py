@@ -27,7 +27,7 @@ from ... import conf
 from ...conf import pool_options as options
 from ...core.context import current_request
 from .. import persistent
-from . import failover, fork
+from . import attribution, failover, fork
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper, metrics_for
 from .pool import DatabaseUnavailable, InstrumentedPool, Process
 
@@ -87,7 +87,7 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         """Build (not open) this alias's pool from its settings."""
         settings_dict = self.settings_dict
         config = options.resolve(self.alias, settings_dict, conf.get("DATABASE_POOL"))
-        connect_kwargs = DjangoDatabaseWrapper.get_connection_params(self)
+        connect_kwargs = attribution.apply(self.alias, DjangoDatabaseWrapper.get_connection_params(self))
         connect_kwargs["autocommit"] = True  # Django sets the real mode on checkout
         # Django's _configure_connection (the pool's configure hook) is missing from django-stubs.
         pool = InstrumentedPool(alias=self.alias, config=config, kwargs=connect_kwargs,
@@ -112,7 +112,7 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
             # With a pool, Django's get_new_connection() ignores these (the pool has its own
             # copy): skip rebuilding them on every checkout.
             return pool.kwargs
-        return super().get_connection_params()
+        return attribution.apply(self.alias, super().get_connection_params())
 
     def make_cursor(self, cursor: Any) -> MeteredCursorWrapper:
         if failover.is_replica(self.alias):

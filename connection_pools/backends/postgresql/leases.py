@@ -16,7 +16,8 @@ from typing import Any
 from django.core.signals import setting_changed
 
 from ... import conf
-from ...core.context import RequestInfo
+from ...core.context import RequestContext
+from ...core.snapshots import Hold
 
 logger = logging.getLogger("connection_pools.postgres")
 
@@ -26,7 +27,7 @@ class Lease:
     """One checked-out connection."""
 
     since: float
-    request: RequestInfo | None
+    request: RequestContext | None
     conn: Any
     reported: bool = False
 
@@ -60,7 +61,7 @@ class Leases:
     def __len__(self) -> int:
         return len(self._leases)
 
-    def add(self, conn: Any, since: float, request: RequestInfo | None) -> None:
+    def add(self, conn: Any, since: float, request: RequestContext | None) -> None:
         """``conn`` was handed out at ``since`` for ``request``."""
         self._leases[id(conn)] = Lease(since, request, conn)
 
@@ -100,6 +101,16 @@ class Leases:
                 lease.reported = True
             found.append((lease, now - lease.since))
         return found
+
+    def holds(self, now: float, most: int = 10) -> tuple[Hold, ...]:
+        """The connections out longer than the threshold at ``now``, longest first, with their requests."""
+        threshold = long_hold_threshold()
+        found = sorted(((now - lease.since, lease) for lease in list(self._leases.values())
+                        if now - lease.since >= threshold), key=lambda item: -item[0])[:most]
+        return tuple(Hold(backend_pid=lease.conn.info.backend_pid, seconds=round(held, 3),
+                          request=lease.request.label if lease.request is not None else None,
+                          view=lease.request.view if lease.request is not None else None)
+                     for held, lease in found)
 
     def log_long_hold(self, lease: Lease, hold: float) -> None:
         """One warning line naming the holder."""

@@ -28,6 +28,8 @@ from django_prometheus.db import (
     query_duration_seconds,
 )
 
+from . import transaction_pooling
+
 
 class QueryMetrics:
     """django-prometheus' metric children of one alias, looked up once."""
@@ -62,6 +64,7 @@ class _Metering:
     db: Any
 
     def execute(self, sql: Any, params: Any = None) -> Any:
+        transaction_pooling.guard(self.db.alias, sql)
         metrics = metrics_for(self.db.alias, self.db.vendor)
         metrics.executed.inc()
         started = perf_counter()
@@ -74,6 +77,7 @@ class _Metering:
             metrics.duration.observe(perf_counter() - started)
 
     def executemany(self, sql: Any, param_list: Sequence[Any]) -> Any:
+        transaction_pooling.guard(self.db.alias, sql)
         metrics = metrics_for(self.db.alias, self.db.vendor)
         param_list = list(param_list)
         metrics.executed.inc(len(param_list))

@@ -35,9 +35,9 @@ from psycopg_pool import PoolTimeout
 
 from ...conf.aliases import pool_name_for_alias
 from ...conf.pool_options import PoolConfig
-from ...core.context import RequestInfo, current_request
+from ...core.context import RequestContext, current_request
 from ...core.counters import PoolCounters
-from ...core.snapshots import Gauges
+from ...core.snapshots import Gauges, Hold
 from . import compat
 from .leases import Leases
 
@@ -121,6 +121,9 @@ class InstrumentedPool(compat.PoolHooks):
         self.target: tuple[Any, ...] = ()
         self.settings_ref: object = None
         self.name_ref: object = None
+        #: Server backend pids of the connections this pool opened and has not closed (the census
+        #: compares them with what the server holds under our application_name: leaks).
+        self.backend_pids: set[int] = set()
         options = config.psycopg_kwargs()
         options.setdefault("name", pool_name_for_alias(alias))
         super().__init__(kwargs=kwargs, configure=_chain(configure, config.configure), open=False, **options)
@@ -201,6 +204,7 @@ class InstrumentedPool(compat.PoolHooks):
 
     def connected(self, conn: Connection[Any]) -> None:
         self.counters.incr("connections_created")
+        self.backend_pids.add(conn.info.backend_pid)
         setattr(conn, ALIVE_AT, monotonic())
         if self.refusing:
             self.refusing = False
@@ -220,6 +224,7 @@ class InstrumentedPool(compat.PoolHooks):
         if getattr(conn, COUNTED_CLOSED, False):
             return
         setattr(conn, COUNTED_CLOSED, True)
+        self.backend_pids.discard(conn.info.backend_pid)
         self.counters.incr("connections_closed")
         if not self.closed and not conn.closed and compat.expired(conn, monotonic()):
             self.counters.incr("recycled")
@@ -307,6 +312,14 @@ class InstrumentedPool(compat.PoolHooks):
         return Gauges(active=len(self.leases), available=self.idle_count(), size=size, waiting=self.waiting_count(),
                       min_size=self.min_size, max_size=self.max_size, overflow_in_use=max(0, size - self.min_size))
 
+    def known_backends(self) -> tuple[int, ...]:
+        """The server backend pids of this pool's open connections, sorted."""
+        return tuple(sorted(self.backend_pids.copy()))
+
+    def holds(self) -> tuple[Hold, ...]:
+        """Connections out longer than ``LONG_HOLD_SECONDS`` now, longest first (at most 10)."""
+        return self.leases.holds(monotonic())
+
     def open_count(self) -> int:
         """Connections open right now (idle or out)."""
         return self.idle_count() + len(self.leases)
@@ -343,7 +356,7 @@ def _chain(first: Any, second: Any) -> Any:
     return configure
 
 
-def _mark_failure(request: RequestInfo | None, alias: str, kind: str) -> None:
+def _mark_failure(request: RequestContext | None, alias: str, kind: str) -> None:
     if request is not None:
         request.db_failure = request.db_failure or kind
         request.failed_aliases.append(alias)

@@ -10,6 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ..server_report import format_server, pgbouncer_pool_lines
+
 EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_NO_DATA = 2
@@ -20,9 +22,14 @@ The command opens no pool of its own: it reads the aggregate that every server
 process publishes to Redis every few seconds (sums over processes, peaks, merged
 wait-time histograms), with each pool's health and the recommendations.
 
+With --server: every connection on each database server (the census: by state and
+owner, headroom, the longest query and idle-in-transaction session, lock waiters,
+leaks) and each PgBouncer's pools, as the server processes last sampled them.
+
 Exit status (usable from cron or Nagios):
   0  every pool is healthy and there is no high-severity recommendation
   1  a high-severity recommendation, or a pool (or the whole system) is unhealthy
+     (--server: a high-severity finding, a failed census or an unreachable PgBouncer)
   2  no server process is publishing statistics, or Redis is unreachable
 With --watch the status is that of the last refresh before Ctrl-C."""
 
@@ -66,6 +73,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--pool", metavar="NAME", help="only this pool (e.g. db_default, redis_cache)")
         parser.add_argument("--alerts", action="store_true", help="print only high-severity findings")
+        parser.add_argument("--server", action="store_true",
+                            help="the server tier: every connection on each database server (the census) and "
+                                 "each PgBouncer, as the server processes last sampled them")
 
     def handle(self, *args: Any, **options: Any) -> None:
         watch = None if options["watch"] is None else watch_seconds(options["watch"])
@@ -87,6 +97,8 @@ class Command(BaseCommand):
 
     # -- one refresh -------------------------------------------------------------
     def _once(self, options: dict[str, Any]) -> int:
+        if options["server"]:
+            return self._server(options)
         try:
             stats, health = self._read(options["pool"], per_process=options["json"])
         except NoData as exc:
@@ -99,6 +111,33 @@ class Command(BaseCommand):
             self.stdout.write(format_alerts(stats, health))
         else:
             self.stdout.write(format_report(stats, health))
+        return code
+
+    def _server(self, options: dict[str, Any]) -> int:
+        from connection_pools.service import connection_pool_service
+
+        server = connection_pool_service.server()
+        if server["source"] != "cluster":
+            self.stderr.write("Redis is unreachable, so the server census the server processes keep there cannot "
+                              "be read. Check REDIS_URL and that Redis is running.")
+            return EXIT_NO_DATA
+        if not server["servers"] and not server["pgbouncers"]:
+            self.stderr.write(
+                "No server census yet: a running server process samples every database server (and each "
+                "PgBouncer of PGBOUNCER_ADMIN_URL) every few seconds; start it, or wait a few seconds.")
+            return EXIT_NO_DATA
+        high = [rec for rec in server["recommendations"] if rec.get("severity") == "high"]
+        failed = [c for c in server["servers"].values() if not c["ok"]]
+        failed += [b for b in server["pgbouncers"].values() if not b["reachable"]]
+        code = EXIT_PROBLEM if high or failed else EXIT_OK
+        if options["json"]:
+            self.stdout.write(json.dumps({"server": server, "exit_status": code}, default=str))
+        elif options["alerts"]:
+            lines = [f"ALERT: {rec['pool']} - {rec['issue']}" for rec in high]
+            lines += [f"ALERT: {item.get('name')} - {item.get('error')}" for item in failed]
+            self.stdout.write("\n".join(lines) if lines else "OK: no high-severity finding.")
+        else:
+            self.stdout.write(format_server(server))
         return code
 
     def _read(self, pool: str | None, *, per_process: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -210,6 +249,10 @@ def format_report(stats: dict[str, Any], health: dict[str, Any] | None) -> str:
             f"  wait p50 {_ms(wait.get('p50'))}  p95 {_ms(wait.get('p95'))}",
             "",
         ]
+    if stats.get("pgbouncer_pools"):
+        lines.append("PgBouncer pools:")
+        lines += pgbouncer_pool_lines(stats["pgbouncer_pools"])
+        lines.append("")
     recs = stats.get("recommendations", [])
     lines.append("Recommendations:" if recs else "Recommendations: none")
     for rec in recs:

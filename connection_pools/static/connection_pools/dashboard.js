@@ -9,7 +9,7 @@
   var SVG_NS = "http://www.w3.org/2000/svg";
   var settings = JSON.parse(document.getElementById("cp-settings").textContent);
   var initial = JSON.parse(document.getElementById("cp-initial").textContent) || {};
-  var state = {stats: initial.stats, health: null, history: null, timer: null, busy: false};
+  var state = {stats: initial.stats, health: null, history: null, server: null, timer: null, busy: false};
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -44,6 +44,23 @@
 
   /* One card's figures, in one shape for database and Redis pools. */
   function figures(pool) {
+    if (pool.kind === "pgbouncer") {
+      var servers = (pool.sv_active || 0) + (pool.sv_idle || 0) + (pool.sv_used || 0);
+      return {
+        active: pool.sv_active, size: servers, max: servers, overflow: 0,
+        rows: [
+          ["cl_active", "cl_active", num(pool.cl_active)],
+          ["cl_waiting", "cl_waiting", num(pool.cl_waiting)],
+          ["sv_active", "sv_active", num(pool.sv_active)],
+          ["sv_idle", "sv_idle", num(pool.sv_idle)],
+          ["sv_used", "sv_used", num(pool.sv_used)],
+          ["maxwait", "maxwait", lag(pool.maxwait)],
+          ["avg_wait_time", "Avg wait", ms(pool.avg_wait_time)],
+          ["total_xact_count", "Transactions", num(pool.total_xact_count)],
+          ["total_query_count", "Queries", num(pool.total_query_count)]
+        ]
+      };
+    }
     if (pool.kind === "redis") {
       return {
         active: pool.in_use_connections, size: pool.max_connections, max: pool.max_connections, overflow: 0,
@@ -91,11 +108,16 @@
     Object.keys(stats.redis_pools || {}).sort().forEach(function (name) {
       pools.push(Object.assign({alias: name}, stats.redis_pools[name]));
     });
+    Object.keys(stats.pgbouncer_pools || {}).sort().forEach(function (key) {
+      var entry = stats.pgbouncer_pools[key];
+      pools.push(Object.assign({alias: key, kind: "pgbouncer", role: (entry.pgbouncers || []).join(", "),
+        pool: "pgbouncer " + key, check: (entry.pgbouncers || [])[0]}, entry));
+    });
     return pools;
   }
 
   function healthBadge(pool) {
-    var check = state.health && state.health.pools ? state.health.pools[pool.pool] : null;
+    var check = state.health && state.health.pools ? state.health.pools[pool.check || pool.pool] : null;
     if (!check) return el("span", {className: "cp-badge", text: "health: …", "data-field": "health"});
     var text = check.healthy ? "healthy" : "unhealthy";
     if (check.latency_ms !== null && check.latency_ms !== undefined) text += " · " + Number(check.latency_ms).toFixed(1) + " ms";
@@ -241,6 +263,121 @@
     });
   }
 
+  function figureList(rows) {
+    var list = el("dl", {className: "cp-figures"});
+    rows.forEach(function (row) {
+      list.appendChild(el("dt", {text: row[1]}));
+      list.appendChild(el("dd", {text: row[2], "data-field": row[0]}));
+    });
+    return list;
+  }
+
+  function sessionText(session) {
+    if (!session) return "none";
+    var text = Number(session.seconds).toFixed(1) + " s · pid " + session.pid + " · " + session.owner;
+    if (session.request || session.view) text += " · " + (session.request || "view " + session.view);
+    if (session.query) text += " · " + session.query;
+    return text;
+  }
+
+  function ownersTable(census) {
+    var table = el("table", {className: "cp-table", "data-field": "owners"});
+    table.appendChild(el("thead", {}, [el("tr", {}, ["Owner", "Kind", "Connections", "Active", "Idle in tx"].map(
+      function (h) { return el("th", {scope: "col", text: h}); }))]));
+    var body = el("tbody");
+    (census.owners || []).filter(function (o) { return o.kind !== "background"; }).forEach(function (owner) {
+      var kind = owner.kind + (owner.reporting === false ? " (stopped reporting)" : "");
+      body.appendChild(el("tr", {"data-owner": owner.label}, [el("td", {text: owner.label}), el("td", {text: kind}),
+        el("td", {text: String(owner.total)}), el("td", {text: String(owner.states.active)}),
+        el("td", {text: String(owner.states.idle_in_transaction + owner.states.idle_in_transaction_aborted)})]));
+    });
+    table.appendChild(body);
+    return table;
+  }
+
+  function serverCharts(name) {
+    var points = state.server && state.server.history ? state.server.history[name] || [] : [];
+    if (points.length < 2) return null;
+    var times = points.map(function (p) { return p.t; });
+    var pick = function (key) { return points.map(function (p) { return p[key]; }); };
+    return el("div", {className: "cp-chart-row"}, [
+      chart("Connections by state", times, [
+        {values: pick("active"), className: "cp-s-active", label: "active"},
+        {values: pick("idle"), className: "cp-s-idle", label: "idle"},
+        {values: pick("idle_in_transaction"), className: "cp-s-idletx", label: "idle in transaction"}
+      ], {format: String, minMax: 1}),
+      chart("Connections by owner", times, [
+        {values: pick("ours"), className: "cp-s-ours", label: "ours"},
+        {values: pick("other"), className: "cp-s-other", label: "other clients"},
+        {values: pick("max_connections"), className: "cp-s-size", label: "max_connections"}
+      ], {format: String, minMax: 1})
+    ]);
+  }
+
+  function renderServer() {
+    var container = document.getElementById("cp-server");
+    var server = state.server;
+    clear(container);
+    var names = server ? Object.keys(server.servers || {}).sort() : [];
+    var bouncers = server ? Object.keys(server.pgbouncers || {}).sort() : [];
+    if (!names.length && !bouncers.length) {
+      container.appendChild(el("p", {className: "quiet", text: "No census yet: a server process samples every few seconds."}));
+      return;
+    }
+    names.forEach(function (name) {
+      var c = server.servers[name];
+      var block = el("div", {className: "cp-server-block", "data-server": name});
+      block.appendChild(el("h3", {text: c.server + " · " + name + " · " + c.role + (c.stale ? " · stale" : "")}));
+      if (!c.ok) {
+        block.appendChild(el("p", {className: "cp-refresh-error", text: "Census failed: " + c.error}));
+        container.appendChild(block);
+        return;
+      }
+      block.appendChild(el("div", {}, usageBar({active: c.connections, size: c.available, max: c.max_connections,
+        overflow: 0})));
+      var s = c.states, k = c.by_kind;
+      var row = el("div", {className: "cp-server-row"}, [
+        figureList([
+          ["headroom", "Headroom", num(c.headroom)],
+          ["connections", "Connections", num(c.connections)],
+          ["state_active", "Active", num(s.active)],
+          ["state_idle", "Idle", num(s.idle)],
+          ["state_idle_in_transaction", "Idle in transaction", num(s.idle_in_transaction + s.idle_in_transaction_aborted)],
+          ["owner_ours", "Ours", num(k.ours)],
+          ["owner_other", "Other clients", num(k.other)],
+          ["owner_replication", "Replication", num(k.replication)],
+          ["blocked_total", "Blocked on locks", num(c.blocked_total)],
+          ["leaks_total", "Leaked", c.leaks_checked ? num(c.leaks_total) : "not checked"]
+        ]),
+        ownersTable(c)
+      ]);
+      block.appendChild(row);
+      block.appendChild(el("p", {className: "quiet", "data-field": "longest_query", text: "Longest query: " + sessionText(c.longest_query)}));
+      block.appendChild(el("p", {className: "quiet", "data-field": "longest_idle_in_transaction",
+        text: "Longest idle in transaction: " + sessionText(c.longest_idle_in_transaction)}));
+      var charts = serverCharts(name);
+      if (charts) block.appendChild(charts);
+      container.appendChild(block);
+    });
+    bouncers.forEach(function (name) {
+      var b = server.pgbouncers[name];
+      var block = el("div", {className: "cp-server-block", "data-pgbouncer": name});
+      block.appendChild(el("h3", {text: "PgBouncer " + b.server + " · " + name + (b.version ? " · " + b.version : "")}));
+      if (!b.reachable) {
+        block.appendChild(el("p", {className: "cp-refresh-error", text: "Unreachable: " + b.error}));
+      } else {
+        block.appendChild(figureList([
+          ["clients", "Clients", num(b.clients) + " of " + num(b.config.max_client_conn)],
+          ["servers", "Server connections", num(b.servers)],
+          ["default_pool_size", "default_pool_size", num(b.config.default_pool_size)],
+          ["paused", "Paused", b.paused.length ? b.paused.join(", ") : "none"],
+          ["recent_logins", "Logins (10 s)", num(b.recent_logins)]
+        ]));
+      }
+      container.appendChild(block);
+    });
+  }
+
   function renderRecommendations() {
     var list = document.getElementById("cp-recommendations");
     var recs = (state.stats && state.stats.recommendations) || [];
@@ -304,6 +441,7 @@
     renderSummary();
     renderCards();
     renderCharts();
+    renderServer();
     renderRecommendations();
     renderProcesses();
   }
@@ -327,11 +465,13 @@
       getJSON("history?minutes=" + encodeURIComponent(minutes)).catch(function (error) {
         state.historyError = "History unavailable (" + error.message + ").";
         return null;
-      })
+      }),
+      getJSON("server?minutes=" + encodeURIComponent(minutes)).catch(function () { return null; })
     ]).then(function (results) {
       state.stats = results[0];
       state.health = results[1] || state.health;
       if (results[2]) { state.history = results[2]; state.historyError = null; }
+      state.server = results[3] || state.server;
       render();
       var stamp = new Date();
       var updated = document.getElementById("cp-updated");

@@ -1,0 +1,15 @@
+"""The project's settings with one middleware, ours, for ``bench/bench_asgi.py``.
+
+Under ASGI, Django runs the hooks of every ``MiddlewareMixin`` middleware (its own and
+django-prometheus') through ``sync_to_async``: a thread hop each, per request. This variant
+keeps only ``RequestContextMiddleware`` (natively async) so the benchmark can tell what those
+hops cost from what the server and the pool cost.
+
+    DJANGO_SETTINGS_MODULE=bench.settings_lean gunicorn ...
+"""
+
+from __future__ import annotations
+
+from project.settings import *  # noqa: F403 - a variant of the project's settings
+
+MIDDLEWARE = ["connection_pools.middleware.RequestContextMiddleware"]
