@@ -34,6 +34,7 @@ from psycopg_pool import PoolTimeout
 from ...core.context import current_request
 from ...routing import replicas
 from ...routing.scopes import PRIMARY, current_state
+from ...routing.statements import is_read_statement
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper
 from .pool import DatabaseUnavailable
 
@@ -170,10 +171,6 @@ class ReplicaReadRetry:
         connection = db.connection
         if connection is None or not connection.closed or db.in_atomic_block or not db.get_autocommit():
             return False
-        # Imported here: importing routing.statements connects its connection_created receiver, which
-        # only the app (apps.ready) may do -- the engine also runs without the app (Django's own suite).
-        from ...routing.statements import is_read_statement
-
         if getattr(self.cursor, "name", None) or not is_replica(db.alias) or not is_read_statement(sql):
             return False
         state = current_state()
