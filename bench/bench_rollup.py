@@ -127,7 +127,7 @@ def stored_processes() -> int:
 
 def stored_rollup() -> tuple[int, float] | None:
     """``(process_count, generated_at)`` of the stored rollup, or None when there is none."""
-    text, _, _ = store.read_view()
+    text = store.read_view()[0]
     view = ClusterView.from_json(text) if text else None
     return None if view is None else (view.process_count, view.generated_at)
 
