@@ -3,12 +3,15 @@ and the presenter's guide shape on top."""
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
+import random
 
 from connection_pools import presenter
 from connection_pools.cluster.store import Resets
 from connection_pools.cluster.view import ClusterView, host_subtotals, merge
-from connection_pools.core.snapshots import PoolSnapshot, ProcessSnapshot
+from connection_pools.core.snapshots import Counters, Gauges, HistogramSnapshot, PoolSnapshot, ProcessSnapshot
 from tests.support.snapshots import NOW, pool_snapshot, process
 
 
@@ -89,6 +92,42 @@ def test_wire_forms_round_trip_and_tolerate_garbage() -> None:
     assert ProcessSnapshot.from_wire({"host": 1}) is None and ProcessSnapshot.from_wire("x") is None
     assert PoolSnapshot.from_wire({"name": "db_x", "counters": {"checkouts": "many"}}).counters.checkouts == 0
     assert ClusterView.from_json("{not json") is None
+
+
+def test_decoding_takes_exact_numbers_and_refuses_what_json_should_not_hold() -> None:
+    wire = {"name": "db_x", "counters": {"checkouts": 3, "timeouts": 2.0, "recycled": True, "fallbacks": 10**400,
+                                         "long_holds": float("nan")},
+            "gauges": {"active": 1, "replica_lag_seconds": float("inf"), "mean_age_seconds": 10**400},
+            "wait": {"buckets": [1] * 19 + [10**400], "count": 2, "sum": 1e308 * 10, "max": 0.5},
+            "reset_at": 5, "config": {1: "one", "ok": None, "nested": {"a": 1}}}
+    pool = PoolSnapshot.from_wire(wire)
+    assert pool is not None
+    counters = pool.counters
+    # An exact int stays exact whatever its size; a float counts truncated; a bool, NaN and inf count 0.
+    assert (counters.checkouts, counters.timeouts, counters.recycled, counters.fallbacks, counters.long_holds) == (
+        3, 2, 0, 10**400, 0)
+    assert pool.gauges.replica_lag_seconds is None and pool.gauges.mean_age_seconds == 0.0  # beyond a float: 0
+    assert pool.wait.buckets[-1] == 10**400 and pool.wait.sum == 0.0 and pool.wait.max == 0.5
+    assert pool.reset_at == 5.0 and isinstance(pool.reset_at, float)
+    assert dict(pool.config) == {"1": "one", "ok": None}
+
+
+def test_one_pass_totals_equal_adding_pairwise() -> None:
+    rnd = random.Random(13)
+    for _ in range(300):
+        parts = [pool_snapshot(waits=[rnd.random() / 10 for _ in range(rnd.randrange(4))], peak=rnd.randrange(5),
+                               counters={"recycled": rnd.randrange(3), "timeouts": rnd.randrange(3)},
+                               gauges={"active": rnd.randrange(4),
+                                       "replica_lag_seconds": rnd.choice([None, rnd.random()]),
+                                       "lag_bytes": rnd.choice([None, rnd.randrange(100)]),
+                                       "in_rotation": rnd.choice([None, True, False]),
+                                       "oldest_age_seconds": rnd.random()})
+                 for _ in range(rnd.randrange(1, 6))]
+        assert Gauges.total([p.gauges for p in parts]) == functools.reduce(operator.add, [p.gauges for p in parts])
+        assert Counters.total([p.counters for p in parts]) == functools.reduce(operator.add,
+                                                                               [p.counters for p in parts])
+        assert HistogramSnapshot.total([p.wait for p in parts]) == functools.reduce(operator.add,
+                                                                                    [p.wait for p in parts])
 
 
 def test_host_subtotals_add_up_to_the_cluster() -> None:
