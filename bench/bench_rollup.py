@@ -1,21 +1,23 @@
 """Benchmark: ``GET stats`` through gunicorn with 8 to 2,048 reporting processes, rollup vs direct merge.
 
 A real gunicorn (its own Redis key prefix) serves the admin API. Once its workers publish,
-this script takes one of their real snapshots and publishes copies of it into the cluster
-store under distinct hosts and pids (8 processes per host), so that the cluster holds
-8, 64, 512 and 2,048 processes in turn. For each size it measures, client-side on one
-keep-alive connection as a staff user:
+this script publishes copies of one of their real snapshots into the cluster store under
+distinct hosts (8 processes per host) and pids, through the store's own ``publish`` verb, so
+that the cluster holds 8, 64, 512 and 2,048 processes in turn. ``GET stats`` is timed
+client-side, sequentially on one keep-alive connection, with a staff token:
 
-* **direct merge**: this script holds the rollup lease (as a hung rollup process would) and
-  lets the last rollup expire, so every request reads and merges every snapshot itself;
-* **the rollup job**: ``connection_pools.cluster.rollup.roll_up()`` run here, timed whole and
-  by step (read + decode every snapshot, merge, per-host subtotals, store);
-* **rollup**: the lease released, the server's own rollup job takes it over and readers read
-  one key.
+* **up the sizes, direct merge**: this script took the rollup lease before the server started
+  and renews it (as a hung rollup process would), so no server process rolls up. At each size
+  it times the rollup job (``connection_pools.cluster.rollup.roll_up()``, whole and by step:
+  read + decode every snapshot, merge, per-host subtotals, store), lets that rollup expire,
+  then times requests that read and merge every snapshot themselves;
+* **down the sizes, rollup**: the lease released, the server's own rollup job takes it over;
+  at each size (copies forgotten through the store's ``forget_process``) the requests are
+  timed once the server has rolled up exactly that many processes.
 
-Goal (the issue): with the rollup, p50 at most 15 ms at 2,048 processes and at most 1.5x its
-value at 8. The result goes to ``bench/RESULTS.md`` between ``<!-- rollup-bench:start -->``
-and ``<!-- rollup-bench:end -->``.
+Each phase checks that ``GET stats`` counted every process. Goal (the issue): with the rollup,
+p50 at most 15 ms at 2,048 processes and at most 1.5x its value at 8. The result goes to
+``bench/RESULTS.md`` between ``<!-- rollup-bench:start -->`` and ``<!-- rollup-bench:end -->``.
 
     python bench/bench_rollup.py [--sizes 8,64,512,2048] [--rounds 200] [--direct-rounds 20] [--no-write]
 """
@@ -322,8 +324,9 @@ def report(results: Sequence[SizeResult], *, rounds: int, direct_rounds: int, in
         f"{interval:g} s; the cluster holds the server's own processes plus copies of one of their real "
         f"snapshots ({snapshot_bytes:,} bytes of JSON) under distinct hosts ({PER_HOST} processes each) and pids. "
         f"`GET stats` timed client-side, sequentially on one keep-alive connection, staff token: {rounds} "
-        f"requests reading the rollup, {direct_rounds} merging directly (this script held the rollup lease "
-        "and let the last rollup expire). The rollup job (`roll_up()`) ran here; its steps were timed apart.",
+        f"requests per size reading the server's own rollup, {direct_rounds} merging directly (this script "
+        "held the rollup lease and let the last rollup expire). The rollup job (`roll_up()`) ran in this "
+        "script; its steps were timed apart.",
         "",
         "| processes | rollup p50 ms | rollup p95 ms | direct p50 ms | direct p95 ms | job ms | "
         "read + decode | merge | host subtotals | store |",
