@@ -14,9 +14,9 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from connection_pools.routing import replicas, scopes
+from connection_pools.routing import replicas
 from tests.support import services
-from tests.support.replication import REPLICA, wait_for_replica
+from tests.support.replication import REPLICA, fresh_routing_state, wait_for_replica
 
 pytestmark = [pytest.mark.django_db(databases=["default", REPLICA], transaction=True), pytest.mark.slow]
 
@@ -54,12 +54,9 @@ def replica_serves_every_read(url: str, in_a_row: int = 12) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def fresh_routing_state():
-    replicas.reset_state()
-    token = scopes._state.set(None)
-    yield
-    scopes._state.reset(token)
-    replicas.reset_state()
+def _fresh_routing_state():
+    with fresh_routing_state():
+        yield
 
 
 def test_stopping_the_replica_mid_load_loses_no_read(gunicorn_server) -> None:

@@ -19,21 +19,18 @@ import pytest
 from django.db import OperationalError, connections, transaction
 from django.test import override_settings
 
-from connection_pools.routing import PRIMARY, alias_for_read, note_write, replicas, reset_pinning, scopes, task
+from connection_pools.routing import PRIMARY, alias_for_read, note_write, replicas, reset_pinning, task
 from tests.support import services
-from tests.support.replication import REPLICA, _urls, wait_for_replica
+from tests.support.replication import REPLICA, _urls, fresh_routing_state, wait_for_replica
 from tests.support.server import ROOT, database_urls_for_tests
 
 pytestmark = pytest.mark.django_db(databases=["default", REPLICA], transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def fresh_routing_state():
-    replicas.reset_state()
-    token = scopes._state.set(None)
-    yield
-    scopes._state.reset(token)
-    replicas.reset_state()
+def _fresh_routing_state():
+    with fresh_routing_state():
+        yield
 
 
 def run_shell_script() -> dict:

@@ -16,10 +16,10 @@ from django.urls import include, path
 
 from connection_pools.conf.aliases import spec_for
 from connection_pools.middleware.pinning import COOKIE_SALT
-from connection_pools.routing import replicas, scopes
+from connection_pools.routing import replicas
 from connection_pools.sources.postgres import PostgresSource
 from project.workload.models import Item
-from tests.support.replication import REPLICA, delayed_replay, wait_for_replica
+from tests.support.replication import REPLICA, delayed_replay, fresh_routing_state, wait_for_replica
 
 pytestmark = [
     pytest.mark.django_db(databases=["default", REPLICA], transaction=True),
@@ -43,12 +43,9 @@ urlpatterns = [path("write-then-read/", write_then_read), path("", include("proj
 
 
 @pytest.fixture(autouse=True)
-def fresh_routing_state():
-    replicas.reset_state()
-    token = scopes._state.set(None)
-    yield
-    scopes._state.reset(token)
-    replicas.reset_state()
+def _fresh_routing_state():
+    with fresh_routing_state():
+        yield
 
 
 def names(response) -> list[str]:

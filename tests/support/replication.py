@@ -114,3 +114,17 @@ def delayed_replay(delay: str) -> Iterator[None]:
     finally:
         _set_apply_delay(replica_urls[0], None)
         wait_for_replica()
+
+
+@contextmanager
+def fresh_routing_state() -> Iterator[None]:
+    """No replica state and no read-your-writes state before and after a test (every replica in rotation)."""
+    from connection_pools.routing import replicas, scopes
+
+    replicas.reset_state()
+    token = scopes._state.set(None)
+    try:
+        yield
+    finally:
+        scopes._state.reset(token)
+        replicas.reset_state()

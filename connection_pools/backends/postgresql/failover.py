@@ -23,7 +23,7 @@ can replay a request:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from django.db import OperationalError as DjangoOperationalError
@@ -156,15 +156,14 @@ class ReplicaReadRetry:
     cursor: Any
 
     def execute(self, sql: Any, params: Any = None) -> Any:
+        # executemany is not overridden: a batch is never retried.
         try:
             return super().execute(sql, params)  # type: ignore[misc]
         except DjangoOperationalError:
             if not self._may_retry(sql):
                 raise
+        self._reconnect()
         return super().execute(sql, params)  # type: ignore[misc]
-
-    def executemany(self, sql: Any, param_list: Sequence[Any]) -> Any:
-        return super().executemany(sql, param_list)  # type: ignore[misc]  # a batch is never retried
 
     def _may_retry(self, sql: Any) -> bool:
         db = self.db
@@ -174,12 +173,13 @@ class ReplicaReadRetry:
         if getattr(self.cursor, "name", None) or not is_replica(db.alias) or not is_read_statement(sql):
             return False
         state = current_state()
-        if state is not None and state.in_request:
-            return False
+        return state is None or not state.in_request
+
+    def _reconnect(self) -> None:
+        db = self.db
         db.close()  # the broken connection goes back (the pool discards it)
         db.ensure_connection()  # the replica again, or a lent one when it is down
         self.cursor = db.create_cursor(None)
-        return True
 
 
 class ReplicaCursorWrapper(ReplicaReadRetry, MeteredCursorWrapper):
