@@ -114,8 +114,10 @@ def bench_checkout(rounds: int) -> dict[str, float]:
         return run
 
     try:
-        return interleaved({"raw": (cycle(raw), 20000), "ours": (cycle(ours), 20000),
-                            "ours_pre_ping": (cycle(ours_ping), 20000)}, rounds)
+        # A few microseconds per operation: many short rounds, so a burst of other work on the
+        # shared machine spoils a few samples rather than a side's whole median.
+        return interleaved({"raw": (cycle(raw), 5000), "ours": (cycle(ours), 5000),
+                            "ours_pre_ping": (cycle(ours_ping), 500)}, max(rounds * 5, 30))
     finally:
         for pool in (ours, ours_ping, raw):
             pool.close()
@@ -212,8 +214,19 @@ def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f} µs"
 
 
+def server_backend_pid(alias: str = "no_pool") -> int:
+    """The pid of a fresh server backend (to find the server's postmaster), over a no-pool alias."""
+    from django.db import connections
+
+    connections[alias].ensure_connection()
+    try:
+        return int(connections[alias].connection.info.backend_pid)
+    finally:
+        connections[alias].close()
+
+
 def render(checkout: dict[str, float], cycle: dict[str, float], mass: dict[str, float], rounds: int,
-           command: str) -> str:
+           command: str, placement: str) -> str:
     r1 = checkout["ours"] / checkout["raw"]
     r1p = checkout["ours_pre_ping"] / checkout["raw"]
     r2 = cycle["ours_no_ping"] / cycle["django_pool"]
@@ -229,8 +242,10 @@ def render(checkout: dict[str, float], cycle: dict[str, float], mass: dict[str, 
         "## PostgreSQL pool (`bench/bench_pool.py`)",
         "",
         f"Run: `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{rounds} interleaved rounds (order alternating), median per operation; all ratios from this one run.",
+        f"{rounds} interleaved rounds (order alternating; {max(rounds * 5, 30)} shorter ones for checkout + return), "
+        "median per operation; all ratios from this one run.",
         f"Machine: {machine()}. Shared with other work: absolute times vary between runs, ratios much less.",
+        f"Placement: {placement}.",
         "",
         "| comparison | ours | other | ratio | target |",
         "| --- | --- | --- | --- | --- |",
@@ -277,15 +292,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--no-write", action="store_true", help="print the section, do not touch RESULTS.md")
+    parser.add_argument("--same-cpu", action="store_true",
+                        help="client and server on one CPU (default: one each; bench/placement.py)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
     configure_django()
-    checkout = bench_checkout(args.rounds)
-    cycle = bench_django(args.rounds)
-    mass = bench_mass_disconnect(args.rounds)
-    command = "python bench/bench_pool.py" + (f" --rounds {args.rounds}" if args.rounds != 9 else "")
-    section = render(checkout, cycle, mass, args.rounds, command)
+    from bench.placement import pinned
+
+    with pinned(server_backend_pid(), same=args.same_cpu) as placement:
+        checkout = bench_checkout(args.rounds)
+        cycle = bench_django(args.rounds)
+        mass = bench_mass_disconnect(args.rounds)
+    command = ("python bench/bench_pool.py" + (f" --rounds {args.rounds}" if args.rounds != 9 else "")
+               + (" --same-cpu" if args.same_cpu else ""))
+    section = render(checkout, cycle, mass, args.rounds, command, placement)
     print(section)
     if not args.no_write:
         from bench import results as results_file

@@ -172,6 +172,50 @@ def test_a_users_check_is_the_pre_ping(pooled):
     assert wait_for(lambda: first_pid not in server_pids(wrapper.alias))
 
 
+def test_a_check_interrupted_gives_the_connection_back_as_psycopgs_loop_does(pooled):
+    interrupt = threading.Event()
+
+    def check(conn):
+        if interrupt.is_set():
+            raise KeyboardInterrupt
+
+    _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "timeout": 5, "check": check})
+    interrupt.set()
+    with pytest.raises(KeyboardInterrupt):
+        pool.getconn()
+    interrupt.clear()
+    assert wait_for(lambda: pool.idle_count() == 1)  # not lost: the one slot serves the next client
+    conn = pool.getconn()
+    backend_pid(conn)
+    pool.putconn(conn)
+    assert psycopg_stats(pool)["pool_size"] == 1
+
+
+def test_a_reset_callback_runs_on_every_return(pooled):
+    resets = []
+
+    def reset(conn):
+        resets.append(conn.info.backend_pid)
+        conn.execute("RESET ALL")
+
+    _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "check": None, "reset": reset})
+    for _ in range(3):
+        conn = pool.getconn()
+        pid = backend_pid(conn)
+        pool.putconn(conn)  # psycopg runs reset in its worker, then the connection is idle again
+        assert wait_for(lambda: pool.idle_count() == 1)
+    assert resets == [pid] * 3
+
+
+def test_psycopgs_own_log_lines_are_written_on_every_checkout_and_return(pooled, caplog):
+    _wrapper, pool = pooled({"min_size": 1, "max_size": 1})
+    with caplog.at_level("INFO", logger="psycopg.pool"):
+        pool.putconn(pool.getconn())
+    lines = [record.getMessage() for record in caplog.records if record.name == "psycopg.pool"]
+    assert lines == [f"connection requested from {pool.name!r}", f"connection given by {pool.name!r}",
+                     f"returning connection to {pool.name!r}"]
+
+
 def test_check_none_turns_the_pre_ping_off_and_health_checks_turn_psycopgs_on(pooled):
     _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "check": None})
     assert pool.user_check is None and not pool.pre_ping

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from .snapshots import BUCKET_BOUNDS, CounterName, Counters, HistogramSnapshot, bucket_index
@@ -18,23 +19,21 @@ from .snapshots import BUCKET_BOUNDS, CounterName, Counters, HistogramSnapshot, 
 class Histogram:
     """A mutable fixed-bucket histogram of seconds (guarded by its owner's lock)."""
 
-    __slots__ = ("buckets", "count", "max", "sum")
+    __slots__ = ("buckets", "max", "sum")  # the count is the buckets' sum (one update less per observation)
 
     def __init__(self) -> None:
         self.buckets = [0] * len(BUCKET_BOUNDS)
-        self.count = 0
         self.sum = 0.0
         self.max = 0.0
 
     def observe(self, seconds: float) -> None:
         self.buckets[bucket_index(seconds)] += 1
-        self.count += 1
         self.sum += seconds
         if seconds > self.max:
             self.max = seconds
 
     def read(self) -> HistogramSnapshot:
-        return HistogramSnapshot(tuple(self.buckets), self.count, self.sum, self.max)
+        return HistogramSnapshot(tuple(self.buckets), sum(self.buckets), self.sum, self.max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +63,35 @@ class PoolCounters:
     # -- the hot path ---------------------------------------------------------------------------
     def checkout(self, wait_seconds: float) -> None:
         """A connection was handed out after waiting ``wait_seconds``."""
+        # Histogram.observe inlined here and in checkin: these run on every checkout and return.
+        bucket = bisect_left(BUCKET_BOUNDS, wait_seconds)
         with self._lock:
             self._counts["checkouts"] += 1
-            self._active += 1
-            if self._active > self._peak:
-                self._peak = self._active
-            self._wait.observe(wait_seconds)
+            active = self._active = self._active + 1
+            if active > self._peak:
+                self._peak = active
+            wait = self._wait
+            wait.buckets[bucket] += 1
+            wait.sum += wait_seconds
+            if wait_seconds > wait.max:
+                wait.max = wait_seconds
 
     def checkin(self, hold_seconds: float | None) -> None:
         """A connection came back after ``hold_seconds`` (None: unknown, e.g. dropped by a reset)."""
+        if hold_seconds is None:
+            with self._lock:
+                if self._active > 0:
+                    self._active -= 1
+            return
+        bucket = bisect_left(BUCKET_BOUNDS, hold_seconds)
         with self._lock:
             if self._active > 0:
                 self._active -= 1
-            if hold_seconds is not None:
-                self._hold.observe(hold_seconds)
+            hold = self._hold
+            hold.buckets[bucket] += 1
+            hold.sum += hold_seconds
+            if hold_seconds > hold.max:
+                hold.max = hold_seconds
 
     def incr(self, name: CounterName, amount: int = 1) -> None:
         """Add ``amount`` to one counter."""

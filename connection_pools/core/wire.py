@@ -13,9 +13,13 @@ from typing import Any
 
 def number(value: Any) -> float | None:
     """A finite int or float (not a bool) as float, else None."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        found = float(value)  # an int beyond a float's range raises OverflowError
+    except OverflowError:
+        return None
+    return found if math.isfinite(found) else None
 
 
 def whole(value: Any) -> int | None:

@@ -22,11 +22,17 @@ private name                            what we need it for
 ``_maybe_grow_pool``                    :meth:`check` lets the pool grow, as psycopg's does
 ``_pool`` / ``_nconns_min``             idle connections (LIFO pop keeps psycopg's shrink
                                         bookkeeping), their count, the fork inerting
+``_min_size`` / ``_max_size``,          the common-case checkout and return
+``_reset``, ``_drained_at``,            (:meth:`checkout_idle`, :meth:`put_idle`): psycopg's
+``_pool_full_event``,                   own steps and counts in one call, its full path for
+``connection._pool`` / ``_created_at``  anything unusual (getconn/putconn walk ~8 methods each)
 ``_nconns``                             reserve/release a slot for a connection opened in the caller
 ``_waiting``                            fail queued clients at once when the server refuses
 ``_lock``                               the pool's own lock around all of the above
 ``_stats``                              psycopg's counters, kept exact on our paths too
 ``_check``                              a user's (or Django's) ``check`` callback is our pre-ping
+``_putconn``                            a checkout interrupted during its check gives the
+                                        connection back, as psycopg's loop does
 ``_closed``                             make a pool inherited across ``fork()`` inert
 ``AddConnection``                       give a slot back to psycopg's background reconnection
 ``connection._expire_at``               recycle (``max_lifetime``) checked at checkout
@@ -39,6 +45,7 @@ removes one of these names is reported by :func:`missing_internals` (system chec
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -50,17 +57,22 @@ from psycopg_pool.pool import AddConnection
 if TYPE_CHECKING:
     from psycopg import Connection
 
+#: psycopg_pool's logger: the common-case paths write its lines too, when it listens.
+psycopg_logger = logging.getLogger("psycopg.pool")
+
 #: psycopg_pool's counter keys (``BasePool._CONNECTIONS_LOST`` and friends are private too).
+REQUESTS_NUM = "requests_num"
 REQUESTS_ERRORS = "requests_errors"
 CONNECTIONS_LOST = "connections_lost"
 RETURNS_BAD = "returns_bad"
 
 METHODS = (
     "_get_ready_connection", "_getconn_unchecked", "_getconn_with_check_loop", "_connect", "_close_connection",
-    "_return_connection", "_add_to_pool", "_maybe_grow_pool",
+    "_return_connection", "_add_to_pool", "_maybe_grow_pool", "_putconn",
 )
-POOL_ATTRIBUTES = ("_pool", "_nconns_min", "_nconns", "_waiting", "_lock", "_stats", "_check", "_closed")
-CONNECTION_ATTRIBUTES = ("_expire_at",)
+POOL_ATTRIBUTES = ("_pool", "_nconns_min", "_nconns", "_waiting", "_lock", "_stats", "_check", "_closed",
+                   "_pool_full_event", "_min_size", "_max_size", "_reset", "_drained_at")
+CONNECTION_ATTRIBUTES = ("_expire_at", "_created_at", "_pool")
 
 
 def missing_internals(pool: Any = None, conn: Any = None) -> list[str]:
@@ -82,11 +94,12 @@ def expired(conn: Connection[Any], now: float) -> bool:
 class PoolHooks(ConnectionPool):
     """psycopg's ``ConnectionPool`` with its private hooks turned into ours.
 
-    Subclasses set :attr:`lifo` and implement :meth:`serve_while_refused`, :meth:`vet`,
-    :meth:`connected`, :meth:`connect_failed` and :meth:`closing`.
+    Subclasses set :attr:`lifo` and :attr:`pre_ping` and implement :meth:`serve_while_refused`,
+    :meth:`vet`, :meth:`replace_expired`, :meth:`connected`, :meth:`connect_failed` and :meth:`closing`.
     """
 
     lifo = False
+    pre_ping = False
 
     # -- our hooks (no-ops here) -------------------------------------------------------------
     def serve_while_refused(self, timeout: float) -> Connection[Any] | None:
@@ -94,7 +107,11 @@ class PoolHooks(ConnectionPool):
         return None
 
     def vet(self, conn: Connection[Any], deadline: float) -> Connection[Any]:
-        """A connection about to be handed out: return it, or a replacement."""
+        """With :attr:`pre_ping`, a connection about to be handed out: return it, or a replacement."""
+        return conn
+
+    def replace_expired(self, conn: Connection[Any], deadline: float) -> Connection[Any]:
+        """An idle connection past ``max_lifetime`` about to be handed out: return its replacement."""
         return conn
 
     def connected(self, conn: Connection[Any]) -> None:
@@ -125,7 +142,22 @@ class PoolHooks(ConnectionPool):
         # psycopg's loop checks with back-off and waits on its background reconnection
         # (2.8 s after a mass disconnect); ours vets once and replaces in the caller.
         conn = self._getconn_unchecked(deadline - monotonic())
-        return self.vet(conn, deadline)
+        return self._vetted(conn, monotonic(), deadline)
+
+    def _vetted(self, conn: Any, now: float, deadline: float) -> Any:
+        # Recycle at checkout (psycopg checks the age only on return), then the pre-ping; a check
+        # interrupted (Ctrl-C, a cancelled task) gives the connection back, as psycopg's loop does.
+        try:
+            if conn._expire_at <= now:
+                return self.replace_expired(conn, deadline)
+            if self.pre_ping:
+                return self.vet(conn, deadline)
+            return conn
+        except Exception:
+            raise
+        except BaseException:
+            self._putconn(conn, from_getconn=True)
+            raise
 
     def _connect(self, timeout: float | None = None) -> Any:
         try:
@@ -158,6 +190,53 @@ class PoolHooks(ConnectionPool):
             self._close_connection(conn)
             return
         super()._add_to_pool(conn)
+
+    # -- psycopg's checkout and return, the common case in one step --------------------------------
+    # getconn() and putconn() walk six to eight small methods each; with a connection idle, no
+    # client waiting and nothing to reset, these do the same steps (and counts) in one call.
+    # Anything else returns None / False and the caller takes psycopg's full path.
+    def checkout_idle(self, timeout: float | None, now: float, deadline: float) -> Any:
+        """psycopg's ``getconn`` (called at ``now``) when a connection is idle: taken out (LIFO or
+        FIFO), counted, vetted; None when the full path must run (closed, nothing idle,
+        ``timeout <= 0``)."""
+        if self._closed or (timeout is not None and timeout <= 0.0):
+            return None
+        with self._lock:
+            idle = self._pool
+            if not idle:
+                return None
+            conn = idle.pop() if self.lifo else idle.popleft()
+            if len(idle) < self._nconns_min:
+                self._nconns_min = len(idle)
+        self._stats[REQUESTS_NUM] += 1
+        conn._pool = self
+        if self.pre_ping or conn._expire_at <= now:  # (the call saved when there is nothing to vet)
+            conn = self._vetted(conn, now, deadline)
+        if psycopg_logger.isEnabledFor(logging.INFO):
+            psycopg_logger.info("connection requested from %r", self.name)
+            psycopg_logger.info("connection given by %r", self.name)
+        return conn
+
+    def put_idle(self, conn: Any, now: float) -> bool:
+        """Return ``conn`` (at ``now``) to the idle connections as psycopg's ``putconn`` would;
+        False (nothing done) when the full path must run: not this pool's, closed, a ``reset``
+        callback, not idle on the server, expired or drained, a waiting client, a shrunk pool."""
+        if (getattr(conn, "_pool", None) is not self or self._closed or self._reset is not None
+                or conn.pgconn.transaction_status != TransactionStatus.IDLE
+                or conn._created_at <= self._drained_at or conn._expire_at <= now
+                or self._nconns > self._max_size):
+            return False
+        with self._lock:
+            if self._closed or self._waiting:
+                return False
+            conn._pool = None
+            idle = self._pool
+            idle.append(conn)
+            if self._pool_full_event and len(idle) >= self._min_size:
+                self._pool_full_event.set()
+        if psycopg_logger.isEnabledFor(logging.INFO):
+            psycopg_logger.info("returning connection to %r", self.name)
+        return True
 
     # -- verbs over psycopg's state ---------------------------------------------------------------
     @property

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from time import monotonic
-from typing import Any
+from typing import Any, TypeAlias
 
 from django.core.signals import setting_changed
 
@@ -22,14 +21,9 @@ from ...core.snapshots import Hold
 logger = logging.getLogger("connection_pools.postgres")
 
 
-@dataclass(slots=True)
-class Lease:
-    """One checked-out connection."""
-
-    since: float
-    request: RequestContext | None
-    conn: Any
-    reported: bool = False
+#: One checked-out connection: ``(since, request, connection)``, a plain tuple because one is
+#: made on every checkout (``since`` is ``time.monotonic()``; ``request`` None outside one).
+Lease: TypeAlias = "tuple[float, RequestContext | None, Any]"
 
 
 _threshold: list[float] = []
@@ -50,70 +44,74 @@ def _forget_threshold(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_forget_threshold, dispatch_uid="connection_pools.postgres.threshold")
 
 
-class Leases:
-    """The leases of one pool, keyed by connection identity."""
+class Leases(dict[int, Lease]):
+    """The leases of one pool: a dict from ``id(connection)`` to its :data:`Lease`.
+
+    The pool adds one per checkout (``leases[id(conn)] = (since, request, conn)``, a dict
+    store and nothing more) and ends it with :meth:`end`. A lease holds its connection, so
+    no other live object can share its id.
+    """
 
     def __init__(self, pool_name: str) -> None:
+        super().__init__()
         self.pool_name = pool_name
-        self._leases: dict[int, Lease] = {}
+        #: ids of leases whose long hold was already logged (a hold is reported once).
+        self._reported: set[int] = set()
         self._lock = threading.Lock()  # only for the long-hold report racing a return
 
-    def __len__(self) -> int:
-        return len(self._leases)
-
-    def add(self, conn: Any, since: float, request: RequestContext | None) -> None:
-        """``conn`` was handed out at ``since`` for ``request``."""
-        self._leases[id(conn)] = Lease(since, request, conn)
-
-    def pop(self, conn: Any) -> Lease | None:
-        """The lease of ``conn`` (removed), or None when ``conn`` is not out of this pool."""
-        # A lease holds its connection, so no other live object can share its id.
-        return self._leases.pop(id(conn), None)
+    def end(self, conn: Any, now: float) -> tuple[Lease, float, bool] | None:
+        """``conn`` came back at ``now``: ``(its lease, hold seconds, a long hold not reported
+        yet)``, the lease removed; None when ``conn`` is not out of this pool."""
+        key = id(conn)
+        lease = self.pop(key, None)
+        if lease is None:
+            return None
+        hold = now - lease[0]
+        if hold < (_threshold[0] if _threshold else long_hold_threshold()):
+            if self._reported:  # reported under a lower threshold since changed
+                self._reported.discard(key)
+            return lease, hold, False
+        with self._lock:
+            first = key not in self._reported
+            self._reported.discard(key)
+        return lease, hold, first
 
     def connections(self) -> list[Any]:
         """The connections out right now."""
-        return [lease.conn for lease in list(self._leases.values())]
+        return [lease[2] for lease in list(self.values())]
 
     def clear(self) -> None:
-        self._leases.clear()
-
-    def returned(self, lease: Lease, now: float) -> tuple[float, bool]:
-        """``(hold seconds, is a long hold not reported yet)`` for a lease just popped."""
-        hold = now - lease.since
-        if hold < long_hold_threshold():
-            return hold, False
-        with self._lock:
-            first = not lease.reported
-            lease.reported = True
-        return hold, first
+        super().clear()
+        self._reported.clear()
 
     def report_long_holds(self) -> list[tuple[Lease, float]]:
         """The leases held past the threshold and not reported yet (marked reported now)."""
         threshold = long_hold_threshold()
         now = monotonic()
         found = []
-        for lease in list(self._leases.values()):
-            if now - lease.since < threshold or lease.reported:
+        for key, lease in list(self.items()):
+            if now - lease[0] < threshold:
                 continue
             with self._lock:
-                if lease.reported:
+                if key in self._reported or key not in self:
                     continue
-                lease.reported = True
-            found.append((lease, now - lease.since))
+                self._reported.add(key)
+            found.append((lease, now - lease[0]))
         return found
 
     def holds(self, now: float, most: int = 10) -> tuple[Hold, ...]:
         """The connections out longer than the threshold at ``now``, longest first, with their requests."""
         threshold = long_hold_threshold()
-        found = sorted(((now - lease.since, lease) for lease in list(self._leases.values())
-                        if now - lease.since >= threshold), key=lambda item: -item[0])[:most]
-        return tuple(Hold(backend_pid=lease.conn.info.backend_pid, seconds=round(held, 3),
-                          request=lease.request.label if lease.request is not None else None,
-                          view=lease.request.view if lease.request is not None else None)
-                     for held, lease in found)
+        found = sorted(((now - lease[0], lease) for lease in list(self.values()) if now - lease[0] >= threshold),
+                       key=lambda item: -item[0])[:most]
+        return tuple(Hold(backend_pid=conn.info.backend_pid, seconds=round(held, 3),
+                          request=request.label if request is not None else None,
+                          view=request.view if request is not None else None)
+                     for held, (_since, request, conn) in found)
 
     def log_long_hold(self, lease: Lease, hold: float) -> None:
         """One warning line naming the holder."""
-        who = lease.request.label if lease.request is not None else "code outside a web request"
+        request = lease[1]
+        who = request.label if request is not None else "code outside a web request"
         logger.warning("pool %s: a connection has been held for %.1f s (threshold %.1f s) by %s",
                        self.pool_name, hold, long_hold_threshold(), who)

@@ -138,7 +138,10 @@ class InstrumentedPool(compat.PoolHooks):
         started = monotonic()
         request = current_request.get()
         try:
-            conn = super().getconn(timeout)
+            conn: Connection[Any] | None = self.checkout_idle(
+                timeout, started, started + (self.timeout if timeout is None else timeout))
+            if conn is None:
+                conn = super().getconn(timeout)
         except _Refused as refused:
             _mark_failure(request, self.alias, "unavailable")
             raise refused.error from refused.error.__cause__
@@ -152,20 +155,21 @@ class InstrumentedPool(compat.PoolHooks):
         if request is not None:
             request.wait_seconds += wait
             request.checkouts += 1
-        self.leases.add(conn, now, request)
+        self.leases[id(conn)] = (now, request, conn)
         return conn
 
     def putconn(self, conn: Connection[Any]) -> None:
         """Return a connection, as :meth:`psycopg_pool.ConnectionPool.putconn` (``ValueError`` for
         one that is not out of this pool); records how long it was held."""
-        lease = self.leases.pop(conn)
-        if lease is None:
+        now = monotonic()
+        ended = self.leases.end(conn, now)
+        if ended is None:
             super().putconn(conn)  # not ours (or returned twice): psycopg raises ValueError
             return
-        now = monotonic()
-        hold, long_hold = self.leases.returned(lease, now)
-        if lease.request is not None:
-            lease.request.hold_seconds += hold
+        lease, hold, long_hold = ended
+        request = lease[1]
+        if request is not None:
+            request.hold_seconds += hold
         if long_hold:
             self.counters.incr("long_holds")
             self.leases.log_long_hold(lease, hold)
@@ -173,20 +177,25 @@ class InstrumentedPool(compat.PoolHooks):
         # and "active" must never count it twice.
         self.counters.checkin(hold)
         setattr(conn, ALIVE_AT, now)
-        super().putconn(conn)
+        if not self.put_idle(conn, now):
+            super().putconn(conn)
 
     # -- our hooks ---------------------------------------------------------------------------
     def vet(self, conn: Connection[Any], deadline: float) -> Connection[Any]:
-        now = monotonic()
-        if compat.expired(conn, now):
-            # psycopg recycles only on return; an idle connection past its age is replaced here.
-            return self._replace(conn, deadline)
-        if self._needs_ping(conn, now) and not self._passes_check(conn):
-            self.count(compat.CONNECTIONS_LOST)
-            self.counters.incr("pre_ping_failures")
-            logger.info("pool %s: pre-ping found a dead connection; replacing it", self.name)
-            return self._replace(conn, deadline)
-        return conn
+        window = self.pre_ping_window
+        if window and monotonic() - getattr(conn, ALIVE_AT, 0.0) < window:
+            alive = conn.pgconn.status == ConnStatus.OK  # proved alive moments ago: no round trip
+        else:
+            alive = self._passes_check(conn)
+        if alive:
+            return conn
+        self.count(compat.CONNECTIONS_LOST)
+        self.counters.incr("pre_ping_failures")
+        logger.info("pool %s: pre-ping found a dead connection; replacing it", self.name)
+        return self._replace(conn, deadline)
+
+    def replace_expired(self, conn: Connection[Any], deadline: float) -> Connection[Any]:
+        return self._replace(conn, deadline)
 
     def serve_while_refused(self, timeout: float) -> Connection[Any] | None:
         if not self.refusing or self.closed or self.idle_count() or len(self.leases):
@@ -230,14 +239,6 @@ class InstrumentedPool(compat.PoolHooks):
             self.counters.incr("recycled")
 
     # -- the pre-ping and its replacement --------------------------------------------------------
-    def _needs_ping(self, conn: Connection[Any], now: float) -> bool:
-        if not self.pre_ping:
-            return False
-        if self.pre_ping_window and now - getattr(conn, ALIVE_AT, 0.0) < self.pre_ping_window:
-            # Proved alive moments ago: only the local status, no round trip.
-            return conn.pgconn.status != ConnStatus.OK
-        return True
-
     def _passes_check(self, conn: Connection[Any]) -> bool:
         check = self.user_check
         try:
