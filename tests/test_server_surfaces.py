@@ -16,6 +16,7 @@ from django.test import Client
 from connection_pools.cluster import publish, reports, rollup
 from connection_pools.cluster.store import store
 from connection_pools.insight import server_tier
+from tests.support import pgbouncer
 from tests.support.admin_api import API, make_user
 from tests.support.census import plain_connect, sample_census
 from tests.support.server import free_port
@@ -32,8 +33,14 @@ def staff() -> Client:
 
 @pytest.fixture
 def sampled(tier):
-    """One run of the server-tier job (this process holds its lease): census of both servers, PgBouncer."""
-    taken = server_tier.job()
+    """One run of the server-tier job (this process holds its lease): census of both servers, PgBouncer
+    (with a client of its own, so it lists a pool even when no test before this one went through it)."""
+    # Its own database, not the test database (which a server connection kept by PgBouncer would
+    # stop from being dropped at the end).
+    with pgbouncer.connect("postgres", "surfaces-client") as client:
+        client.execute("SELECT 1")
+        taken = server_tier.job()
+    pgbouncer.release_servers("postgres")
     assert {r.name for r in taken} == {"server_default", "server_replica1", "pgbouncer_1"}
     return tier
 
