@@ -154,3 +154,34 @@ def test_a_lent_connection_goes_back_to_the_primary_pool_and_serves_the_primary_
     finally:
         services.start("replica")
         connections[REPLICA].close()
+
+
+def test_a_read_served_by_the_primary_after_two_dead_replicas_leaves_the_request_unmarked() -> None:
+    """Each failed attempt marks the request as having met an unavailable database (a 500 then
+    becomes a 503); the primary serving the read undoes the marks of the own attempt and of every
+    fallback replica that failed too, not only the first."""
+    from connection_pools.core import context
+    from tests.support.pg import dispose, make_wrapper
+    from tests.support.server import free_port
+
+    # Two replicas nobody listens for, configured as if in DATABASES.
+    dead = [make_wrapper({}, port=free_port()) for _ in range(2)]
+    for wrapper in dead:
+        connections.settings[wrapper.alias] = wrapper.settings_dict
+        connections[wrapper.alias] = wrapper
+    replicas_config = {**replicas.replica_settings(), "ALIASES": [wrapper.alias for wrapper in dead]}
+    try:
+        with override_settings(CONNECTION_POOLS={"REPLICAS": replicas_config}):
+            request, token = context.begin("/read/")
+            try:
+                dead[0].connect()  # (Django's test case would refuse ensure_connection() on an undeclared alias)
+                assert dead[0].connection.info.port == int(connections[PRIMARY].settings_dict["PORT"])
+                assert replicas.replica_status()[dead[1].alias]["in_rotation"] is False  # the second was tried too
+                assert request.db_failure is None and request.failed_aliases == []
+            finally:
+                context.end(request, token)
+    finally:
+        for wrapper in dead:
+            dispose(wrapper)
+            del connections[wrapper.alias]
+            del connections.settings[wrapper.alias]

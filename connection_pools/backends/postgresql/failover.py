@@ -66,9 +66,11 @@ def open_replica_connection(wrapper: Any, conn_params: dict[str, Any],
     the primary fails too.
     """
     alias = wrapper.alias
+    request = current_request.get()
+    # Each failed attempt marks the request as having met an unavailable database (the 503 path);
+    # once one server serves the read, the request did not: the marks of the attempts are undone.
+    before = (request.db_failure, len(request.failed_aliases)) if request is not None else None
     if replicas.may_connect(alias):
-        request = current_request.get()
-        before = (request.db_failure, len(request.failed_aliases)) if request is not None else None
         try:
             connection = open_own(conn_params)
         except Exception as exc:
@@ -79,10 +81,6 @@ def open_replica_connection(wrapper: Any, conn_params: dict[str, Any],
         else:
             replicas.mark_ok(alias)
             return connection
-        if request is not None and before is not None:
-            # The read is served elsewhere: the request did not meet an unavailable database.
-            request.db_failure = before[0]
-            del request.failed_aliases[before[1]:]
     else:
         error = DatabaseUnavailable(f"replica {alias} is out of rotation (cooling down)")
     for fallback in replicas.fallback_aliases(alias):
@@ -95,6 +93,9 @@ def open_replica_connection(wrapper: Any, conn_params: dict[str, Any],
                 replicas.mark_failed(fallback, exc)
             error = exc
             continue
+        if request is not None and before is not None:
+            request.db_failure = before[0]
+            del request.failed_aliases[before[1]:]
         replicas.note_fallback(alias)
         setattr(connection, LENT_BY, fallback)
         setattr(connection, LENT_TO, alias)
