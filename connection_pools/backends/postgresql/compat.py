@@ -142,7 +142,9 @@ class PoolHooks(ConnectionPool):
         # psycopg's loop checks with back-off and waits on its background reconnection
         # (2.8 s after a mass disconnect); ours vets once and replaces in the caller.
         conn = self._getconn_unchecked(deadline - monotonic())
-        return self._vetted(conn, monotonic(), deadline)
+        conn = self._vetted(conn, monotonic(), deadline)
+        psycopg_logger.info("connection given by %r", self.name)  # psycopg's loop writes it here
+        return conn
 
     def _vetted(self, conn: Any, now: float, deadline: float) -> Any:
         # Recycle at checkout (psycopg checks the age only on return), then the pre-ping; a check
@@ -156,7 +158,8 @@ class PoolHooks(ConnectionPool):
         except Exception:
             raise
         except BaseException:
-            self._putconn(conn, from_getconn=True)
+            if conn._pool is self:  # (not when a replacement already closed it)
+                self._putconn(conn, from_getconn=True)
             raise
 
     def _connect(self, timeout: float | None = None) -> Any:
@@ -194,13 +197,15 @@ class PoolHooks(ConnectionPool):
     # -- psycopg's checkout and return, the common case in one step --------------------------------
     # getconn() and putconn() walk six to eight small methods each; with a connection idle, no
     # client waiting and nothing to reset, these do the same steps (and counts) in one call.
-    # Anything else returns None / False and the caller takes psycopg's full path.
-    def checkout_idle(self, timeout: float | None, now: float, deadline: float) -> Any:
+    # Anything else returns None / False and the caller takes psycopg's full path -- also
+    # whenever psycopg.pool logs at INFO: its own code then writes its lines, from its own
+    # place and at its own moments (someone is reading them; the speed matters less).
+    def checkout_idle(self, now: float, deadline: float) -> Any:
         """psycopg's ``getconn`` (called at ``now``) when a connection is idle: taken out (LIFO or
-        FIFO), counted, vetted; None when the full path must run (closed, nothing idle,
-        ``timeout <= 0``)."""
-        if self._closed or (timeout is not None and timeout <= 0.0):
-            return None
+        FIFO), counted, vetted; None when the full path must run (closed, nothing idle, no
+        time left before ``deadline``, psycopg.pool logging at INFO)."""
+        if self._closed or deadline <= monotonic() or psycopg_logger.isEnabledFor(logging.INFO):
+            return None  # (no time left: psycopg's PoolTimeout, even with a connection idle)
         with self._lock:
             idle = self._pool
             if not idle:
@@ -212,16 +217,15 @@ class PoolHooks(ConnectionPool):
         conn._pool = self
         if self.pre_ping or conn._expire_at <= now:  # (the call saved when there is nothing to vet)
             conn = self._vetted(conn, now, deadline)
-        if psycopg_logger.isEnabledFor(logging.INFO):
-            psycopg_logger.info("connection requested from %r", self.name)
-            psycopg_logger.info("connection given by %r", self.name)
         return conn
 
     def put_idle(self, conn: Any, now: float) -> bool:
         """Return ``conn`` (at ``now``) to the idle connections as psycopg's ``putconn`` would;
         False (nothing done) when the full path must run: not this pool's, closed, a ``reset``
-        callback, not idle on the server, expired or drained, a waiting client, a shrunk pool."""
+        callback, not idle on the server, expired or drained, a waiting client, a shrunk pool,
+        psycopg.pool logging at INFO."""
         if (getattr(conn, "_pool", None) is not self or self._closed or self._reset is not None
+                or psycopg_logger.isEnabledFor(logging.INFO)
                 or conn.pgconn.transaction_status != TransactionStatus.IDLE
                 or conn._created_at <= self._drained_at or conn._expire_at <= now
                 or self._nconns > self._max_size):
@@ -234,8 +238,6 @@ class PoolHooks(ConnectionPool):
             idle.append(conn)
             if self._pool_full_event and len(idle) >= self._min_size:
                 self._pool_full_event.set()
-        if psycopg_logger.isEnabledFor(logging.INFO):
-            psycopg_logger.info("returning connection to %r", self.name)
         return True
 
     # -- verbs over psycopg's state ---------------------------------------------------------------

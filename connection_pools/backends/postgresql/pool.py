@@ -139,7 +139,7 @@ class InstrumentedPool(compat.PoolHooks):
         request = current_request.get()
         try:
             conn: Connection[Any] | None = self.checkout_idle(
-                timeout, started, started + (self.timeout if timeout is None else timeout))
+                started, started + (self.timeout if timeout is None else timeout))
             if conn is None:
                 conn = super().getconn(timeout)
         except _Refused as refused:
@@ -248,6 +248,8 @@ class InstrumentedPool(compat.PoolHooks):
                 ping(conn)
         except Exception as exc:
             logger.debug("pool %s: connection failed its check: %s", self.name, exc)
+            if check is not None:
+                compat.psycopg_logger.info("connection failed check: %s", exc)  # as psycopg's check does
             return False
         return True
 
@@ -260,6 +262,9 @@ class InstrumentedPool(compat.PoolHooks):
             self.replace_in_background()  # the slot goes back to psycopg's reconnection
             self.count(compat.REQUESTS_ERRORS)
             raise self._refused(exc) from exc
+        except BaseException:
+            self.replace_in_background()  # interrupted (Ctrl-C, a cancelled task): the same, uncounted
+            raise
 
     def _refused(self, error: BaseException) -> _Refused:
         unavailable = DatabaseUnavailable(f"pool {self.name}: cannot open a new connection: {error}")
