@@ -172,25 +172,6 @@ def test_a_users_check_is_the_pre_ping(pooled):
     assert wait_for(lambda: first_pid not in server_pids(wrapper.alias))
 
 
-def test_a_check_interrupted_gives_the_connection_back_as_psycopgs_loop_does(pooled):
-    interrupt = threading.Event()
-
-    def check(conn):
-        if interrupt.is_set():
-            raise KeyboardInterrupt
-
-    _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "timeout": 5, "check": check})
-    interrupt.set()
-    with pytest.raises(KeyboardInterrupt):
-        pool.getconn()
-    interrupt.clear()
-    assert wait_for(lambda: pool.idle_count() == 1)  # not lost: the one slot serves the next client
-    conn = pool.getconn()
-    backend_pid(conn)
-    pool.putconn(conn)
-    assert psycopg_stats(pool)["pool_size"] == 1
-
-
 def test_a_reset_callback_runs_on_every_return(pooled):
     resets = []
 

@@ -106,9 +106,10 @@ def checkout_lines(recorder: Recorder, pool: Any) -> list[str]:
 
 
 # -- psycopg's log lines: written whatever the outcome, at psycopg's moments, on every path ----------
-def test_a_checkout_interrupted_in_its_check_still_logs_connection_requested(pooled):
+def test_a_checkout_interrupted_in_its_check_logs_its_request_and_gives_the_connection_back(pooled):
     # psycopg's getconn() writes "connection requested from" first, before anything can fail: a
-    # checkout that fails in its check still leaves the line.
+    # checkout that fails in its check still leaves the line; and, as psycopg's loop does, the
+    # connection goes back to the pool (its one slot serves the next client).
     interrupt = threading.Event()
 
     def check(conn):
@@ -125,6 +126,11 @@ def test_a_checkout_interrupted_in_its_check_still_logs_connection_requested(poo
         interrupt.clear()
         assert checkout_lines(recorder, plain) == ["connection requested from <pool>"]  # psycopg
         assert checkout_lines(recorder, pool) == ["connection requested from <pool>"]
+    assert wait_for(lambda: pool.idle_count() == 1)
+    conn = pool.getconn()
+    backend_pid(conn)
+    pool.putconn(conn)
+    assert pool.get_stats()["pool_size"] == 1
 
 
 def test_a_checkout_failing_during_an_outage_still_logs_connection_requested(pooled, proxy):
