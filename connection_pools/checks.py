@@ -162,6 +162,21 @@ def check_server_connection_budget(app_configs: Any = None, databases: Any = Non
 
 
 @register()
+def check_redis_urls(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """connection_pools.E006: a Redis pool's URL redis-py cannot read (a bad option such as ``?db=x``
+    would otherwise fail every request that touches the pool)."""
+    from .backends.redis.pools import url_problem
+
+    errors = []
+    for name, settings in conf.get("REDIS").items():
+        problem = url_problem(settings.get("url")) if isinstance(settings, dict) else None
+        if problem is not None:
+            errors.append(Error(f"CONNECTION_POOLS['REDIS'][{name!r}]['url'] {problem}",
+                                hint="See the README's REDIS_URL / REDIS_CACHE_URL.", id="connection_pools.E006"))
+    return errors
+
+
+@register()
 def check_replica_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """connection_pools.E101: bad REPLICAS values; W101: replicas but no ReplicaRouter."""
     from django.conf import settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.census import tier  # noqa: F401 - the server-tier tests' settings fixture
-from tests.support.pg import pooled  # noqa: F401 - the pool tests' factory fixture
+from tests.support.pg import pooled, proxy, quiet_background  # noqa: F401 - the pool tests' fixtures
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from connection_pools.middleware import RequestContextMiddleware
 from project.workload.models import Item
 from project.workload.urls import urlpatterns as workload_urls
 from tests.support.asgi import asgi_request
-from tests.support.pg import quiet_background, terminate  # noqa: F401 - fixture
+from tests.support.pg import terminate
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases="__all__"),
               pytest.mark.usefixtures("quiet_background", "_forget_asgi")]

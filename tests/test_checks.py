@@ -17,7 +17,6 @@ from connection_pools import checks
 from connection_pools.cluster.store import store
 from connection_pools.conf.aliases import spec_for
 from connection_pools.insight.health import check_database
-from tests.support.pg import quiet_background  # noqa: F401 - fixture
 from tests.support.server import ROOT, GunicornServer
 
 pytestmark = pytest.mark.django_db(databases=["default", "replica1"], transaction=True)

@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connection_pools import metrics
 from connection_pools.core.snapshots import BUCKET_BOUNDS
-from tests.support.pg import quiet_background  # noqa: F401 - fixture
 from tests.support.server import ROOT, GunicornServer
 
 REQUESTS = 30

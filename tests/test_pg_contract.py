@@ -22,24 +22,13 @@ from tests.support.pg import (
     counters_of,
     dispose,
     make_wrapper,
-    quiet_background,  # noqa: F401 - fixture
     server_pids,
     terminate,
     wait_for,
 )
-from tests.support.proxy import Proxy
 from tests.support.server import free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("quiet_background")]
-
-
-@pytest.fixture
-def proxy():
-    from django.db import connections
-
-    settings_dict = connections["default"].settings_dict
-    with Proxy(settings_dict["HOST"], settings_dict["PORT"]) as running:
-        yield running
 
 
 def psycopg_stats(pool: ConnectionPool) -> dict[str, int]:

@@ -11,7 +11,6 @@ from django.db.backends.postgresql.base import Cursor as DjangoCursor
 from tests.support.pg import (
     dispose,
     make_wrapper,
-    quiet_background,  # noqa: F401 - fixture
     server_pids,
 )
 

@@ -18,15 +18,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from connection_pools.backends.postgresql.pool import DatabaseUnavailable
 from tests.support.pg import (
     backend_pid,
-    quiet_background,  # noqa: F401 - fixture
+    reference_pool,
     wait_for,
 )
-from tests.support.proxy import Proxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("quiet_background")]
 
@@ -34,27 +33,6 @@ PSYCOPG_LOGGER = "psycopg.pool"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-@pytest.fixture
-def proxy():
-    from django.db import connections
-
-    settings_dict = connections["default"].settings_dict
-    with Proxy(settings_dict["HOST"], settings_dict["PORT"]) as running:
-        yield running
-
-
-@contextlib.contextmanager
-def plain_pool(ours: Any, **options: Any) -> Iterator[ConnectionPool]:
-    """psycopg's own pool, with our pool's connection parameters (the reference behaviour)."""
-    options = {"min_size": 1, "max_size": 1, "timeout": 5, **options}
-    plain = ConnectionPool(kwargs=dict(ours.kwargs), open=False, **options)
-    plain.open(wait=options["min_size"] > 0, timeout=10)
-    try:
-        yield plain
-    finally:
-        plain.close()
-
-
 class Recorder(logging.Handler):
     """Every psycopg.pool record, with the pool's state at the moment it was written."""
 
@@ -117,7 +95,7 @@ def test_a_checkout_interrupted_in_its_check_logs_its_request_and_gives_the_conn
             raise KeyboardInterrupt
 
     _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "timeout": 5, "check": check})
-    with plain_pool(pool, check=check) as plain, recording(pool, plain) as recorder:
+    with reference_pool(pool, check=check) as plain, recording(pool, plain) as recorder:
         interrupt.set()
         with pytest.raises(KeyboardInterrupt):
             plain.getconn()
@@ -147,7 +125,7 @@ def test_psycopgs_log_lines_are_written_at_the_same_point_of_the_checkout_and_re
     # requests_num counts it; "returning connection" before the connection is back in the pool
     # (so no other thread can have taken it and logged first).
     _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "timeout": 5, "check": None})
-    with plain_pool(pool) as plain, recording(pool, plain) as recorder:
+    with reference_pool(pool) as plain, recording(pool, plain) as recorder:
         plain.putconn(plain.getconn())
         pool.putconn(pool.getconn())
     wanted = [line for line in recorder.with_state(plain)
@@ -163,7 +141,7 @@ def test_a_queued_checkout_logs_connection_given_by_as_psycopg_does(pooled):
     # Our _getconn_with_check_loop override replaces psycopg's loop, which is where psycopg writes
     # "connection given by": a checkout that waited (the pool growing) gets the line too.
     _wrapper, pool = pooled({"min_size": 0, "max_size": 1, "timeout": 5})
-    with plain_pool(pool, min_size=0, max_size=1) as plain, recording(pool, plain) as recorder:
+    with reference_pool(pool, min_size=0, max_size=1) as plain, recording(pool, plain) as recorder:
         plain.putconn(plain.getconn())  # nothing idle: queued while the pool grows
         conn = pool.getconn()  # the same, on ours
         backend_pid(conn)
@@ -178,7 +156,7 @@ def test_the_pools_own_timeout_of_zero_refuses_a_checkout_as_psycopgs_does(poole
     # _get_ready_connection) even with a connection idle. (Settings validation keeps
     # pool_timeout > 0; the attribute is psycopg's public one.)
     _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "timeout": 5, "check": None})
-    with plain_pool(pool, timeout=0) as plain:
+    with reference_pool(pool, timeout=0) as plain:
         with pytest.raises(PoolTimeout):
             plain.getconn()
     pool.timeout = 0
@@ -196,7 +174,7 @@ def test_a_timeout_shorter_than_the_checkout_itself_is_a_pool_timeout_as_in_psyc
     # bookkeeping fails even with a connection idle.
     _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "timeout": 5, "check": None})
     tiny = 1e-9
-    with plain_pool(pool) as plain:
+    with reference_pool(pool) as plain:
         with pytest.raises(PoolTimeout):
             plain.getconn(timeout=tiny)
     with pytest.raises(PoolTimeout):
@@ -261,7 +239,7 @@ def test_a_failed_check_writes_psycopgs_connection_failed_check_line(pooled):
             raise psycopg.OperationalError("told to fail")
 
     _wrapper, pool = pooled({"min_size": 1, "max_size": 1, "timeout": 5, "check": check})
-    with plain_pool(pool, check=check) as plain, recording(pool, plain) as recorder:
+    with reference_pool(pool, check=check) as plain, recording(pool, plain) as recorder:
         failing.set()
         plain.putconn(plain.getconn())  # psycopg: logged, put back, checked again after ~1 s
         failing.set()

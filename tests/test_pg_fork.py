@@ -11,7 +11,6 @@ from connection_pools.backends.postgresql.live import InstrumentedPool
 from tests.support.pg import (
     dispose,
     make_wrapper,
-    quiet_background,  # noqa: F401 - fixture
     server_pids,
 )
 

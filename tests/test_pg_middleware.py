@@ -13,7 +13,6 @@ from django.urls import path
 from tests.support.pg import (
     dispose,
     make_wrapper,
-    quiet_background,  # noqa: F401 - fixture
 )
 from tests.support.server import free_port
 

@@ -18,7 +18,6 @@ from connection_pools.sources.persistent import PersistentSource
 from tests.support.pg import (
     dispose,
     make_wrapper,
-    quiet_background,  # noqa: F401 - fixture
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("quiet_background")]

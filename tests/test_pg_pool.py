@@ -18,7 +18,6 @@ from tests.support.pg import (
     counters_of,
     dispose,
     make_wrapper,
-    quiet_background,  # noqa: F401 - fixture
     server_pids,
     snapshot_of,
     terminate,

@@ -25,7 +25,6 @@ from connection_pools.signals import pool_alert, pool_resized
 from connection_pools.sources.base import registry
 from tests.support import services
 from tests.support.admin_api import API, make_user, unique_prefix
-from tests.support.pg import quiet_background  # noqa: F401 - fixture
 from tests.support.snapshots import CountingSource
 
 pytestmark = pytest.mark.django_db

@@ -11,12 +11,14 @@ nesting, ``NaN``, huge numbers and unencodable text are a 400, never a 500.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.http import QueryDict
+from django.utils.http import parse_header_parameters
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -25,6 +27,8 @@ from . import jsonbody
 
 #: Form fields a browser may add to any form post; never a parameter of ours.
 FORM_EXTRAS = ("csrfmiddlewaretoken",)
+#: Query parameters DRF itself reads (the response format).
+FRAMEWORK_QUERY = ("format",)
 
 
 class StrictJSONParser(JSONParser):
@@ -41,7 +45,23 @@ class StrictJSONParser(JSONParser):
             raise ParseError(str(exc)) from None
 
 
-PARSER_CLASSES = [StrictJSONParser, FormParser, MultiPartParser]
+class StrictMultiPartParser(MultiPartParser):
+    """DRF's multipart parser, bounded by ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (no endpoint takes files),
+    refusing a body that is no multipart document: Django's parser reads one without its boundary
+    as an empty form, which would then pass for "no body" (``reset-stats``: every pool)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(raw) > limit:
+            raise ParseError(f"Invalid multipart body: it is larger than {limit} bytes.")
+        boundary = parse_header_parameters(media_type or "")[1].get("boundary", "")
+        if raw and (not boundary or f"--{boundary}".encode("latin-1", "replace") not in raw):
+            raise ParseError("Invalid multipart body: no part delimited by the boundary its content type names.")
+        return super().parse(io.BytesIO(raw), media_type, parser_context)
+
+
+PARSER_CLASSES = [StrictJSONParser, FormParser, StrictMultiPartParser]
 
 
 @dataclass(frozen=True)
@@ -89,13 +109,40 @@ def validated(data: Any, fields: Mapping[str, BodyField], *, where: str = "body"
     return values
 
 
+def query_of(query: QueryDict, names: Sequence[str]) -> dict[str, str]:
+    """The query string as one value per known name (DRF's ``format`` set aside); a repeated or
+    unknown parameter is a ValidationError naming what is accepted, never silently dropped."""
+    lists = {key: values for key, values in query.lists() if key not in FRAMEWORK_QUERY}
+    accepted = f"only {', '.join(names)}" if names else "none"
+    unknown = sorted(set(lists) - set(names))
+    if unknown:
+        raise ValidationError({"detail": f"Invalid query string: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                                         f"this endpoint takes {accepted}."})
+    repeated = sorted(key for key, values in lists.items() if len(values) != 1)
+    if repeated:
+        raise ValidationError({"detail": f"Invalid query string: {', '.join(repeated)} given more than once."})
+    return {key: values[0] for key, values in lists.items()}
+
+
 def body_of(request: Request) -> Any:
     """The parsed body: ``{}`` when there is none (DRF parses an empty body as ``{}`` or an empty form),
-    else whatever the client sent, ``null`` (None) included."""
+    else whatever the client sent, ``null`` (None) included. A form body of which nothing could be
+    read (``&&``) is a ValidationError."""
     data = request.data
+    if (isinstance(data, QueryDict) and not data and _body_length(request)
+            and not (request.content_type or "").startswith("multipart/")):  # (an empty multipart document is fine)
+        raise ValidationError({"detail": f"Invalid body: nothing could be read from its "
+                                         f"{_body_length(request)} bytes of {request.content_type or 'no type'}."})
     if isinstance(data, QueryDict | dict) and not data:
         return {}
     return data
+
+
+def _body_length(request: Request) -> int:
+    try:
+        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
 
 
 class StrictBodyMixin:
@@ -104,7 +151,10 @@ class StrictBodyMixin:
     parser_classes: Sequence[type[BaseParser]] = PARSER_CLASSES
     #: The keys the body of this endpoint may hold (none: it takes no body).
     body_fields: Mapping[str, BodyField] = {}
+    #: The query parameters this endpoint reads (besides DRF's ``format``); None: not checked here.
+    query_fields: Sequence[str] | None = ()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         self.body = validated(body_of(request), self.body_fields)
+        self.query = {} if self.query_fields is None else query_of(request.query_params, self.query_fields)

@@ -20,6 +20,7 @@ from .views import AdminAPIView
 class _AdminOnly(StrictBodyMixin):
     authentication_classes = AdminAPIView.authentication_classes
     permission_classes = AdminAPIView.permission_classes
+    query_fields = None  # drf-spectacular's own (lang, version...)
 
     def _as_json(self) -> None:
         # Errors and OPTIONS metadata are data, not a page: the HTML renderers need a template for them.

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ..core.typed_numbers import decimal_number
 from ..insight import history
 from ..service import connection_pool_service
 from . import serializers as s
@@ -43,6 +42,8 @@ class HistorySerializer(serializers.Serializer[s.Shape]):
 class PoolHistoryView(AdminAPIView):
     """Each pool's key figures over the last ``minutes``, sampled every ``HISTORY_INTERVAL`` seconds."""
 
+    query_fields = ("pool", "minutes")
+
     @extend_schema(
         summary="Pool history (dashboard charts)",
         parameters=[
@@ -52,16 +53,13 @@ class PoolHistoryView(AdminAPIView):
         responses={200: HistorySerializer, 400: s.ErrorSerializer, 503: s.ErrorSerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        raw_minutes = request.query_params.get("minutes", "60")
-        try:
-            minutes = float(raw_minutes)
-        except ValueError:
-            minutes = math.nan
+        raw_minutes = self.query.get("minutes", "60")
+        minutes = decimal_number(raw_minutes)
         max_minutes = history.retention() / 60.0
-        if not math.isfinite(minutes) or minutes <= 0 or minutes > max_minutes:
-            expected = f"a number > 0 and at most {max_minutes:g} expected, got {raw_minutes!r}."
+        if minutes is None or minutes <= 0 or minutes > max_minutes:
+            expected = f"a number > 0 and at most {max_minutes:g} expected, got {raw_minutes[:40]!r}."
             return bad_request({"minutes": [expected]})
-        pool = request.query_params.get("pool") or None
+        pool = self.query.get("pool")
         if pool is not None:
             known = connection_pool_service.pool_names()
             if pool not in known:

@@ -262,13 +262,6 @@ class ErrorSerializer(serializers.Serializer[Shape]):
 
 
 # --- the server tier ------------------------------------------------------------------------------------
-class ServerQuerySerializer(serializers.Serializer[Any]):
-    """``GET server?minutes=30``."""
-
-    minutes = serializers.FloatField(required=False, default=0.0, min_value=0.0,
-                                     help_text="Add each server's history over this many minutes (0: none).")
-
-
 class StateCountsSerializer(serializers.Serializer[Any]):
     active = serializers.IntegerField()
     idle = serializers.IntegerField()

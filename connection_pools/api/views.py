@@ -9,7 +9,6 @@ Bad parameters get 400 with a message. No logic lives here: the dashboard,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import conf
+from ..core.typed_numbers import decimal_number
 from ..service import UnknownPool, connection_pool_service
 from . import serializers as s
 from .bodies import BodyField, StrictBodyMixin, validated
@@ -54,6 +54,8 @@ class AdminAPIView(StrictBodyMixin, APIView):
 class StatsView(AdminAPIView):
     """Pool statistics aggregated over every live server process."""
 
+    query_fields = ("per_process",)
+
     @extend_schema(
         summary="Pool statistics",
         parameters=[OpenApiParameter("per_process", OpenApiTypes.BOOL, description="Add a per-process breakdown.")],
@@ -69,6 +71,8 @@ class StatsView(AdminAPIView):
 class HealthView(AdminAPIView):
     """Every pool's health with its latency (the health job's last result, ``?live=1``: checked now);
     503 when unhealthy (for load balancers)."""
+
+    query_fields = ("live",)
 
     @extend_schema(
         summary="Pool health",
@@ -89,6 +93,8 @@ class ServerView(AdminAPIView):
     """Every connection on every database server (the census), and every PgBouncer's pools, as the
     server-tier job last sampled them: nothing is sampled by this request."""
 
+    query_fields = ("minutes",)
+
     @extend_schema(
         summary="Server census and PgBouncer",
         parameters=[OpenApiParameter("minutes", OpenApiTypes.NUMBER,
@@ -98,13 +104,11 @@ class ServerView(AdminAPIView):
     def get(self, request: Request) -> Response:
         from ..insight import history
 
-        params = s.ServerQuerySerializer(data=request.query_params)
-        if not params.is_valid():
-            return bad_request(params.errors)
-        minutes = params.validated_data["minutes"]
+        raw_minutes = self.query.get("minutes", "0")
+        minutes = decimal_number(raw_minutes)
         most = history.retention() / 60.0
-        if not math.isfinite(minutes) or minutes > most:
-            return bad_request({"minutes": [f"a number from 0 to {most:g} expected."]})
+        if minutes is None or not 0 <= minutes <= most:
+            return bad_request({"minutes": [f"a number from 0 to {most:g} expected, got {raw_minutes[:40]!r}."]})
         try:
             return Response(connection_pool_service.server(minutes=minutes))
         except history.HistoryUnavailable as exc:
@@ -142,8 +146,7 @@ class ResetStatsView(AdminAPIView):
     """Reset statistics (one pool, or all) in every process."""
 
     body_fields = {"pool": BodyField("a pool name such as db_default or redis_cache; absent or null: every pool")}
-    #: Query parameters DRF itself reads (the response format).
-    framework_query = ("format",)
+    query_fields = ("pool",)
 
     @extend_schema(summary="Reset statistics", request=s.ResetStatsSerializer,
                    parameters=[OpenApiParameter("pool", OpenApiTypes.STR,
@@ -151,14 +154,15 @@ class ResetStatsView(AdminAPIView):
                    responses={200: s.ResetResultSerializer, 400: s.ErrorSerializer,
                               404: s.ErrorSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
-        params = self.body
-        if not params:
-            # No body: the pool may come in the query string, as strictly checked.
-            query = request.query_params.copy()
-            for name in self.framework_query:
-                query.pop(name, None)
-            params = validated(query, self.body_fields, where="query string")
-        pool = params.get("pool") or None
+        if self.body and self.query:
+            return Response({"detail": "Invalid request: the pool goes in the body or in the query string, "
+                                       "not both."}, status=status.HTTP_400_BAD_REQUEST)
+        params = self.body or validated(self.query, self.body_fields, where="query string")
+        pool = params.get("pool")
+        if pool is not None and not pool.strip():
+            # Only an absent or null pool means every pool: an empty name (an unset shell variable) never widens.
+            return Response({"detail": f"Invalid pool {pool!r}: name a pool such as db_default, or leave pool out "
+                                       "(or null) to reset every pool."}, status=status.HTTP_400_BAD_REQUEST)
         try:
             return Response(connection_pool_service.reset_stats(pool))
         except UnknownPool as exc:

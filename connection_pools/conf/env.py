@@ -8,7 +8,6 @@ deep inside a driver.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,9 +16,11 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.connection import parse_url as redis_parse_url
 
 from .. import conf
-from ..core.masking import mask_url
+from ..core.masking import mask_text
+from ..core.typed_numbers import decimal_number, whole_number
 from . import DATABASE_POOL_DEFAULTS, REDIS_POOL_DEFAULTS
 
 ENGINE = "connection_pools.backends.postgresql"
@@ -46,8 +47,9 @@ Environ = Mapping[str, str]
 
 
 def _shown(value: str) -> str:
-    """How a bad value is quoted in a message: any password masked, cut to a readable length."""
-    masked = mask_url(value)
+    """How a bad value is quoted in a message: any password masked (user-info or ``password=`` in
+    the query), cut to a readable length."""
+    masked = mask_text(value)
     if len(masked) > _SHOWN_LENGTH:
         masked = masked[: _SHOWN_LENGTH - 3] + "..."
     return repr(masked)
@@ -63,11 +65,8 @@ def env_int(environ: Environ, name: str, default: int, *, minimum: int = 0, maxi
     if not raw:
         return default
     accepted = f"a whole number >= {minimum} and <= {maximum}"
-    try:
-        value = int(raw)
-    except ValueError:  # also a number of more digits than int() parses
-        raise _bad(name, raw, accepted) from None
-    if not minimum <= value <= maximum:
+    value = whole_number(raw)  # ASCII digits only (core/typed_numbers.py says why)
+    if value is None or not minimum <= value <= maximum:
         raise _bad(name, raw, accepted)
     return value
 
@@ -79,11 +78,8 @@ def env_float(environ: Environ, name: str, default: float, *, minimum: float = 0
     if not raw:
         return default
     accepted = f"a number of seconds {'>' if strict else '>='} {minimum:g} and <= {maximum:g}"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise _bad(name, raw, accepted) from None
-    if not math.isfinite(value) or value < minimum or (strict and value == minimum) or value > maximum:
+    value = decimal_number(raw)  # ASCII, finite (core/typed_numbers.py)
+    if value is None or value < minimum or (strict and value == minimum) or value > maximum:
         raise _bad(name, raw, accepted)
     return value
 
@@ -164,6 +160,12 @@ def parse_redis_url(name: str, url: str) -> str:
     if "max_connections" in parts.query:
         # Options in the URL win over the settings: this one would bypass REDIS_POOL_SIZE's bound.
         raise _bad(name, url, "a Redis URL without max_connections (set REDIS_POOL_SIZE or REDIS_MAX_CONNECTIONS)")
+    try:
+        # redis-py reads the query's options (db, socket_timeout...) only when it connects: a value
+        # it cannot read would pass here and fail every request later.
+        redis_parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    except ValueError as exc:
+        raise _bad(name, url, f"a Redis URL whose options redis-py can read ({_shown(str(exc))[1:-1]})") from None
     return url
 
 
@@ -411,6 +413,13 @@ def connection_pools(environ: Environ | None = None) -> dict[str, Any]:
 
 def _check_pairs(settings: dict[str, Any]) -> None:
     """Values that are fine alone but not together."""
+    pool = settings["DATABASE_POOL"]
+    if pool["pool_size"] + pool["max_overflow"] > conf.MAX_POOL_CONNECTIONS:
+        raise ImproperlyConfigured(
+            f"Environment variable DATABASE_POOL_OVERFLOW={pool['max_overflow']} is invalid: with "
+            f"DATABASE_POOL_SIZE={pool['pool_size']} expected at most "
+            f"{conf.MAX_POOL_CONNECTIONS - pool['pool_size']} (at most {conf.MAX_POOL_CONNECTIONS} connections per "
+            "pool in all).")
     if settings["SNAPSHOT_TTL"] <= settings["PUBLISH_INTERVAL"]:
         # Snapshots would expire before their process publishes again: processes blink in and out.
         raise ImproperlyConfigured(

@@ -280,13 +280,17 @@ def resolve(alias: str, settings_dict: Mapping[str, Any], defaults: Mapping[str,
         max_size = mine.whole("max_size", options["max_size"], 1)
         if "min_size" not in options and "pool_size" not in options:
             min_size = min(min_size, max_size)  # only a maximum given: the default minimum fits under it
+    elif "min_size" in options and "max_overflow" not in options:
+        max_size = min_size  # psycopg's own rule (and so Django's pool): no max_size means min_size
     else:
         reader, key, value = pick("max_overflow")
         max_size = min_size + reader.whole(key, value, 0)
     if max_size < max(min_size, 1):
         raise mine.bad("max_size", max_size, f"a whole number >= min_size ({min_size}) and >= 1")
     if max_size > MAX_POOL_CONNECTIONS:
-        raise mine.bad("max_overflow", max_size - min_size, f"a pool of at most {MAX_POOL_CONNECTIONS} connections")
+        raise mine.bad("max_overflow", max_size - min_size,
+                       f"at most {MAX_POOL_CONNECTIONS - min_size}: with pool_size {min_size}, a pool of at most "
+                       f"{MAX_POOL_CONNECTIONS} connections in all")
 
     reader, key, value = pick("pool_timeout", "timeout")
     timeout = reader.seconds(key, value)

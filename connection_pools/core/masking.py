@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 MASK = "***"
 #: Keys whose values are secrets, whatever they hold (matched case-insensitively, as substrings).
@@ -21,6 +22,8 @@ SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "credential", "a
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _SECRET_IN_TEXT = re.compile(r"(?i)\b(password|passwd|pwd|sslpassword)\s*=\s*('[^']*'|[^&\s]*)")
+#: One ``key=value`` of a URL's query string (the key as written, maybe percent-encoded).
+_QUERY_PARAMETER = re.compile(r"(?<=[?&;])([^=&;#\s?]+)=([^&;#\s]*)")
 
 
 def _mask_user_info(user_info: str) -> str:
@@ -62,10 +65,20 @@ def mask_urls(text: str) -> str:
     return "".join(pieces)
 
 
+def _mask_query_parameter(match: re.Match[str]) -> str:
+    # Clients decode the key before reading it (redis-py logs in with ``?pass%77ord=``).
+    key = match.group(1)
+    return f"{key}={MASK}" if is_secret_key(unquote_plus(key)) else match.group(0)
+
+
 def mask_text(text: str) -> str:
-    """A string with any URL password and any ``password=...`` replaced by ``***``."""
+    """A string with any URL password, any ``password=...`` and any query parameter whose
+    (decoded) name is a secret's replaced by ``***``."""
     if "://" in text:
         text = mask_urls(text)
+    if "=" not in text:
+        return text
+    text = _QUERY_PARAMETER.sub(_mask_query_parameter, text)
     return _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}={MASK}", text)
 
 

@@ -20,8 +20,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
+from rest_framework.exceptions import ValidationError
 
 from .. import conf
+from ..api.bodies import BodyField, validated
 from ..insight import history
 
 logger = logging.getLogger(__name__)
@@ -83,13 +85,26 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "connection_pools/dashboard.html", context)
 
 
+#: What the reset form may hold (the page's form sends only its CSRF token: every pool).
+RESET_FORM = {"pool": BodyField("a pool name such as db_default; absent: every pool")}
+
+
 @require_POST
 @staff_required
 def reset(request: HttpRequest) -> HttpResponse:
-    """Reset the statistics of every pool in every process (POST, CSRF-checked)."""
+    """Reset the statistics of every pool in every process (POST, CSRF-checked); the form may name
+    one pool (``pool``). Anything else in it (a misspelled or repeated field, an empty name) resets
+    nothing and says why, as the API does."""
     from ..service import UnknownPool, connection_pool_service
 
-    pool = request.POST.get("pool") or None
+    try:
+        pool = validated(request.POST, RESET_FORM, where="form").get("pool")
+        if pool is not None and not pool.strip():
+            raise ValidationError({"detail": "Invalid form: an empty pool name; leave pool out to reset every pool."})
+    except ValidationError as exc:
+        detail = exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail
+        messages.error(request, f"{detail} Nothing was reset.")
+        return HttpResponseRedirect(reverse("connection-pools-dashboard"))
     try:
         connection_pool_service.reset_stats(pool)
     except UnknownPool:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -126,6 +127,33 @@ def pooled():
     yield factory
     for wrapper in made:
         dispose(wrapper)
+
+
+@pytest.fixture
+def proxy():
+    """A TCP relay to the test server (:class:`tests.support.proxy.Proxy`): ``cut()`` drops every
+    connection and refuses new ones, ``restore()`` lets them through again; pools built with
+    ``port=proxy.port`` go through it."""
+    from tests.support.proxy import Proxy
+
+    settings_dict = connections["default"].settings_dict
+    with Proxy(settings_dict["HOST"], settings_dict["PORT"]) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def reference_pool(ours: Any, **options: Any) -> Iterator[Any]:
+    """psycopg's own ``ConnectionPool`` with ``ours``' connection keywords (the behaviour ours is
+    held to), open (filled when ``min_size`` > 0), closed afterwards."""
+    from psycopg_pool import ConnectionPool
+
+    options = {"min_size": 1, "timeout": 5, **options}
+    plain = ConnectionPool(kwargs=dict(ours.kwargs), open=False, **options)
+    plain.open(wait=options["min_size"] > 0, timeout=10)
+    try:
+        yield plain
+    finally:
+        plain.close()
 
 
 @pytest.fixture

@@ -278,10 +278,11 @@ class PoolHooks(ConnectionPool):
         """Let psycopg's workers open a connection into a slot we hold (with their back-off)."""
         self.run_task(AddConnection(self))
 
-    def reserve_slot(self) -> bool:
-        """Claim room for one more connection (False when the pool is at ``max_size``)."""
+    def reserve_slot(self, *, beyond_max: bool = False) -> bool:
+        """Claim room for one more connection (False when the pool is at ``max_size``, unless
+        ``beyond_max``: the surplus connection then closes when it, or another, arrives in the pool)."""
         with self._lock:
-            if self._nconns >= self.max_size:
+            if self._nconns >= self.max_size and not beyond_max:
                 return False
             self._nconns += 1
             return True

@@ -18,6 +18,17 @@ from ... import conf
 from ...core.context import RequestContext
 from ...core.snapshots import Hold
 
+#: The server backend pid, recorded on a connection when the pool opens it: ``conn.info.backend_pid``
+#: raises once its user has closed the connection (``conn.close()``), and the pool still has to
+#: account for it then.
+BACKEND_PID = "cp_backend_pid"
+
+
+def backend_pid_of(conn: Any) -> int | None:
+    """The backend pid the pool recorded for ``conn`` (None for a connection it did not open)."""
+    pid = getattr(conn, BACKEND_PID, None)
+    return pid if isinstance(pid, int) else None
+
 logger = logging.getLogger("connection_pools.postgres")
 
 
@@ -104,10 +115,10 @@ class Leases(dict[int, Lease]):
         threshold = long_hold_threshold()
         found = sorted(((now - lease[0], lease) for lease in list(self.values()) if now - lease[0] >= threshold),
                        key=lambda item: -item[0])[:most]
-        return tuple(Hold(backend_pid=conn.info.backend_pid, seconds=round(held, 3),
+        return tuple(Hold(backend_pid=pid, seconds=round(held, 3),
                           request=request.label if request is not None else None,
                           view=request.view if request is not None else None)
-                     for held, (_since, request, conn) in found)
+                     for held, (_since, request, conn) in found if (pid := backend_pid_of(conn)) is not None)
 
     def log_long_hold(self, lease: Lease, hold: float) -> None:
         """One warning line naming the holder."""

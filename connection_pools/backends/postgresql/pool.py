@@ -39,7 +39,7 @@ from ...core.context import RequestContext, current_request
 from ...core.counters import PoolCounters
 from ...core.snapshots import Gauges, Hold
 from . import compat
-from .leases import Leases
+from .leases import BACKEND_PID, Leases, backend_pid_of
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -201,9 +201,10 @@ class InstrumentedPool(compat.PoolHooks):
         if not self.refusing or self.closed or self.idle_count() or len(self.leases):
             return None
         # The server refused the last attempt and nothing could come back: rather than
-        # queueing behind the background back-off (1 s, 2 s, 4 s...), try once here.
-        if not self.reserve_slot():
-            return None
+        # queueing behind the background back-off (1 s, 2 s, 4 s...), try once here -- also when
+        # every slot is such a background attempt (after reconnect_timeout, a pool of one): a
+        # slot beyond max_size, given up when the surplus connection arrives in the pool.
+        self.reserve_slot(beyond_max=True)
         try:
             return self.open_connection(timeout=max(timeout, 0.0) or None)  # type: ignore[no-any-return]
         except Exception as exc:
@@ -213,7 +214,9 @@ class InstrumentedPool(compat.PoolHooks):
 
     def connected(self, conn: Connection[Any]) -> None:
         self.counters.incr("connections_created")
-        self.backend_pids.add(conn.info.backend_pid)
+        pid = conn.info.backend_pid
+        setattr(conn, BACKEND_PID, pid)
+        self.backend_pids.add(pid)
         setattr(conn, ALIVE_AT, monotonic())
         if self.refusing:
             self.refusing = False
@@ -233,7 +236,7 @@ class InstrumentedPool(compat.PoolHooks):
         if getattr(conn, COUNTED_CLOSED, False):
             return
         setattr(conn, COUNTED_CLOSED, True)
-        self.backend_pids.discard(conn.info.backend_pid)
+        self.backend_pids.discard(backend_pid_of(conn))  # (not conn.info: its user may have closed it)
         self.counters.incr("connections_closed")
         if not self.closed and not conn.closed and compat.expired(conn, monotonic()):
             self.counters.incr("recycled")
@@ -283,6 +286,7 @@ class InstrumentedPool(compat.PoolHooks):
         (closing them, and counting them, instead of dropping them)."""
         for conn in self.take_all_idle():
             if compat.expired(conn, monotonic()):
+                compat.psycopg_logger.info("discarding expired connection")  # psycopg's own line
                 self.discard(conn)
                 self.replace_in_background()
                 continue
@@ -290,7 +294,7 @@ class InstrumentedPool(compat.PoolHooks):
                 self.check_connection(conn)
             except Exception:
                 self.count(compat.CONNECTIONS_LOST)
-                logger.warning("pool %s: discarding broken connection: %s", self.name, conn)
+                compat.psycopg_logger.warning("discarding broken connection: %s", conn)  # psycopg's own line
                 self.discard(conn)
                 self.replace_in_background()
             else:

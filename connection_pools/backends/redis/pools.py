@@ -47,6 +47,7 @@ from ... import conf
 from ...conf import get as conf_get
 from ...conf.aliases import pool_name_for_redis
 from ...core.counters import PoolCounters
+from ...core.masking import mask_text
 from ...core.snapshots import CounterName, Gauges, Scalar
 
 logger = logging.getLogger(__name__)
@@ -387,7 +388,21 @@ def build_pool(name: str, settings: Mapping[str, Any]) -> InstrumentedPool:
     Built with ``from_url`` as django-redis builds the cache pool, so both pools take the
     same path (query-string options in the URL win over the settings).
     """
+    problem = url_problem(settings.get("url"))
+    if problem is not None:
+        raise ImproperlyConfigured(f"CONNECTION_POOLS['REDIS'][{name!r}]['url'] {problem}")
     return pool_class(bool(settings.get("blocking"))).from_url(settings["url"], **pool_kwargs(name, settings))
+
+
+def url_problem(url: Any) -> str | None:
+    """Why redis-py cannot build a pool from ``url`` (one sentence, password masked), or None."""
+    if not isinstance(url, str):
+        return f"is {type(url).__name__}: expected a Redis URL such as redis://127.0.0.1:6379/0."
+    try:
+        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    except ValueError as exc:  # a bad scheme, port or option (?db=x, ?socket_timeout=abc)
+        return f"is {mask_text(url)[:120]!r}: redis-py cannot read it ({exc})"
+    return None
 
 
 _pools_lock = threading.Lock()

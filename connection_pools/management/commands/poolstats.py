@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ...core.typed_numbers import decimal_number
 from ..server_report import format_server, pgbouncer_pool_lines
 
 EXIT_OK = 0
@@ -40,11 +40,8 @@ WATCH_MAX_SECONDS = 86400.0
 
 def watch_seconds(raw: Any) -> float:
     """``--watch``'s value: a finite number of seconds, more than 0 and at most a day; else one sentence."""
-    try:
-        seconds = float(raw)
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if not math.isfinite(seconds) or not 0 < seconds <= WATCH_MAX_SECONDS:
+    seconds = decimal_number(raw) if isinstance(raw, str) else None
+    if seconds is None or not 0 < seconds <= WATCH_MAX_SECONDS:
         raise CommandError(f"--watch needs a number of seconds greater than 0 and at most {WATCH_MAX_SECONDS:g}, "
                            f"not {str(raw)[:40]!r}.", returncode=EXIT_NO_DATA)
     return seconds

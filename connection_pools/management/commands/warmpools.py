@@ -7,7 +7,21 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from connection_pools import conf
 from connection_pools.backends.postgresql.live import pooled_aliases, warm_pools
+from connection_pools.core.typed_numbers import decimal_number
+
+#: The longest --timeout (an hour, the longest pool_timeout): nan, inf or 1e309 would wait forever.
+MAX_TIMEOUT = conf.MAX_WAIT_SECONDS
+
+
+def _timeout_seconds(raw: str | float) -> float:
+    """``--timeout``: a finite number of seconds, > 0 and at most :data:`MAX_TIMEOUT`; else one sentence."""
+    seconds = decimal_number(raw) if isinstance(raw, str) else float(raw)
+    if seconds is None or not 0 < seconds <= MAX_TIMEOUT:
+        raise CommandError(f"--timeout needs a number of seconds greater than 0 and at most {MAX_TIMEOUT:g}, "
+                           f"not {str(raw)[:40]!r}.")
+    return seconds
 
 
 class Command(BaseCommand):
@@ -15,11 +29,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("aliases", nargs="*", help="database aliases (default: every pooled alias)")
-        parser.add_argument("--timeout", type=float, default=None,
-                            help="seconds to wait per pool (default: its pool_timeout)")
+        parser.add_argument("--timeout", default=None, metavar="SECONDS",
+                            help=f"seconds to wait per pool, > 0 and at most {MAX_TIMEOUT:g} "
+                                 "(default: its pool_timeout)")
         parser.add_argument("--json", action="store_true", dest="as_json", help="print the report as JSON")
 
-    def handle(self, *args: Any, aliases: list[str], timeout: float | None = None, as_json: bool = False,
+    def handle(self, *args: Any, aliases: list[str], timeout: str | float | None = None, as_json: bool = False,
                **options: Any) -> None:
         known = pooled_aliases()
         unknown = [alias for alias in aliases if alias not in known]
@@ -27,9 +42,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"not a pooled database alias: {', '.join(unknown)} (pooled: {', '.join(known) or 'none'})"
             )
-        if timeout is not None and timeout <= 0:
-            raise CommandError("--timeout must be a number of seconds > 0")
-        reports = warm_pools(list(aliases) or None, timeout=timeout)
+        seconds = None if timeout is None else _timeout_seconds(timeout)
+        reports = warm_pools(list(aliases) or None, timeout=seconds)
         if as_json:
             self.stdout.write(json.dumps(reports, indent=2))
         else:
