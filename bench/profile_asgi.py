@@ -2,7 +2,7 @@
 
     set -a; eval "$(scripts/devservices env)"; SECRET_KEY=$(scripts/secret-key); set +a
     DJANGO_SETTINGS_MODULE=bench.settings_lean .venv/bin/python bench/profile_asgi.py asgi /one-query/ \
-        [--requests 3000] [--concurrency 32] [--profile yappi] [--app project|django]
+        [--requests 3000] [--concurrency 32] [--profile yappi] [--app project|django|reused]
 
 * ``asgi``: the ASGI application called from one asyncio loop, ``--concurrency`` tasks each
   sending requests back to back (as uvicorn would, minus the HTTP parsing and the socket);
@@ -173,14 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--profile", choices=["none", "yappi"], default="none")
     parser.add_argument("--top", type=int, default=40)
-    parser.add_argument("--app", choices=["project", "django"], default="project",
-                        help="project: project.asgi / project.wsgi; django: Django's own get_*_application()")
+    parser.add_argument("--app", choices=["project", "django", "reused"], default="project",
+                        help="project: project.asgi / project.wsgi; django: Django's own get_*_application(); "
+                             "reused: connection_pools.asgi's handler (request threads reused)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     if args.mode == "asgi":
         if args.app == "project":
             from project.asgi import application
+        elif args.app == "reused":
+            from connection_pools.asgi import get_asgi_application as reused
+
+            application = reused()
         else:
             from django.core.asgi import get_asgi_application
             application = get_asgi_application()
