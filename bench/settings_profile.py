@@ -5,10 +5,9 @@ by environment variables, and a no-database view at ``/noop/``.
   (``django.db.backends.postgresql`` with its native psycopg pool, sized as in
   ``bench/settings_plain.py``);
 * ``PROFILE_MIDDLEWARE``: ``full`` (default, the project's), ``ours`` (only
-  ``RequestContextMiddleware``, as ``bench/settings_lean.py``), ``none``, or ``full-sync`` /
-  ``full-sync-ours-first``: the project's, with Django's and django-prometheus' middleware made
-  sync-only (``bench/sync_only.py``) so that under ASGI they run as one sync block (ours in place,
-  or first so that it stays natively async).
+  ``RequestContextMiddleware``, as ``bench/settings_lean.py``), ``none``, or ``full-hops``: the
+  project's list as it was before ``project/middleware.py``, Django's and django-prometheus' own
+  async-capable classes (one thread hop per hook under ASGI), ours second.
 """
 
 from __future__ import annotations
@@ -37,13 +36,19 @@ if _middleware == "ours":
     MIDDLEWARE = ["connection_pools.middleware.RequestContextMiddleware"]
 elif _middleware == "none":
     MIDDLEWARE = []
-elif _middleware == "full-sync":  # Django's and django-prometheus' middleware sync-only: one hop for the run
-    MIDDLEWARE = [m if m.startswith("connection_pools.") else "bench.sync_only." + m.replace(".", "__")
-                  for m in MIDDLEWARE]
-elif _middleware == "full-sync-ours-first":  # the same, ours outermost (natively async)
-    MIDDLEWARE = ["connection_pools.middleware.RequestContextMiddleware",
-                  *("bench.sync_only." + m.replace(".", "__")
-                    for m in MIDDLEWARE if not m.startswith("connection_pools."))]
+elif _middleware == "full-hops":
+    MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *(["connection_pools.middleware.RequestContextMiddleware"] if _engine == "ours" else []),
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
 elif _middleware == "full":
     if _engine == "django":  # as bench/settings_plain.py: Django's engine knows no request context
         MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("connection_pools.")]

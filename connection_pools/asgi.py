@@ -38,6 +38,8 @@ import django
 from asgiref.sync import ThreadSensitiveContext
 from django.core.handlers.asgi import ASGIHandler
 
+from .conf import serving
+
 #: asgiref 3.13's ``ThreadSensitiveContext(executor=...)``; without it Django's own behaviour.
 SUPPORTED = "executor" in inspect.signature(ThreadSensitiveContext.__init__).parameters
 
@@ -76,6 +78,11 @@ class ReusedThreadASGIHandler(ASGIHandler):
     max_idle_threads = 64
 
     def __init__(self) -> None:
+        # The request middleware notes an ASGI handler when Django builds it in async mode; in a
+        # chain whose middleware below it are sync-only (project/middleware.py) Django builds it
+        # in sync mode, so the handler says so itself, before the chain is built.
+        serving.note_asgi_handler()
+        serving.refuse_unsafe_asgi()
         super().__init__()
         self._idle: list[RequestThread] = []
         self._pid = os.getpid()

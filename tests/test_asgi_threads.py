@@ -16,6 +16,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.test import override_settings
 from django.urls import path
+from django.utils.module_loading import import_string
 
 from connection_pools import asgi
 from connection_pools.conf import serving
@@ -145,3 +146,40 @@ def test_non_http_scopes_are_refused_as_django_does() -> None:
     handler = asgi.ReusedThreadASGIHandler()
     with pytest.raises(ValueError, match="only handle ASGI/HTTP"):
         asyncio.run(handler({"type": "websocket"}, None, None))
+
+
+def _hops_per_request(handler: ASGIHandler, url: str) -> int:
+    from asgiref.sync import SyncToAsync
+
+    calls = [0]
+    original = SyncToAsync.__call__
+
+    async def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return await original(self, *args, **kwargs)
+
+    _serve(handler, url)  # warm: the pool is built, the URLconf loaded
+    SyncToAsync.__call__ = counting  # type: ignore[method-assign]
+    try:
+        _serve(handler, url)
+    finally:
+        SyncToAsync.__call__ = original  # type: ignore[method-assign]
+    return calls[0]
+
+
+def test_the_projects_middleware_costs_one_thread_hop_not_one_per_hook() -> None:
+    """project/middleware.py: Django's and django-prometheus' middleware are sync-only, so Django runs
+    them as one block on the request's thread. Measured: 7 sync_to_async hops for /one-query/ (request
+    started, the block, the two sync process_view hooks, the view, the response's close...), against
+    21 with their async-capable originals (one per hook). The originals' chain is checked to answer too."""
+    from django.conf import settings
+
+    handler = asgi.ReusedThreadASGIHandler()
+    assert serving.is_asgi()  # the handler says so (the request middleware runs in the sync block)
+    assert _hops_per_request(handler, "/one-query/") <= 8
+    hooks = [m for m in settings.MIDDLEWARE if m.startswith("project.middleware.")]
+    bases = [import_string(m).__mro__[1] for m in hooks]  # Django's and django-prometheus' classes
+    originals = [f"{base.__module__}.{base.__name__}" for base in bases]
+    with override_settings(MIDDLEWARE=[originals[0], "connection_pools.middleware.RequestContextMiddleware",
+                                        *originals[1:]]):
+        assert _hops_per_request(asgi.ReusedThreadASGIHandler(), "/one-query/") >= 15
