@@ -11,8 +11,8 @@ by wrk with the same connections, rounds interleaved (A B C, C B A, ...):
 * **ASGI, sync view**: ``project.asgi`` on uvicorn workers (``CONNECTION_POOLS_ASGI=true``),
   ``/one-query/`` (Django runs the sync view on the request's thread);
 * **ASGI, async view**: the same server, ``/async/one-query/`` (``sync_to_async`` for the query);
-* the same three with only our middleware (``bench/settings_lean.py``): Django's own middleware
-  and django-prometheus' cost a thread hop per hook and request under ASGI.
+* the same three with only our middleware (``bench/settings_lean.py``): what Django's own
+  middleware and django-prometheus' cost under ASGI (one block, ``project/middleware.py``).
 """
 
 from __future__ import annotations
@@ -84,14 +84,15 @@ def render(results: dict[str, list[load.LoadResult]], *, rounds: int, duration: 
         f"{CLIENTS} connections, {rounds} rounds x {duration:g} s per side, order alternating; req/s over all "
         f"rounds, the ratio is the median of the per-round ratios against WSGI. WSGI: {threads} threads per worker "
         "(project/gunicorn_conf.py). ASGI: one event loop per worker (httptools, asyncio), Django's middleware "
-        "adapted per request as Django does (ours is natively async; Django's own `MiddlewareMixin` middleware "
-        "and django-prometheus' run their hooks through `sync_to_async`).",
+        "adapted as Django does (Django's own `MiddlewareMixin` middleware and django-prometheus' are declared "
+        "sync-only in project/middleware.py, so the chain runs as one block on the request's thread; ours alone is "
+        "natively async); project.asgi reuses request threads (connection_pools.asgi).",
         "",
         f"What it says: with the project's middleware, uvicorn workers served {ratio_of('asgi', 'wsgi'):.2f}x of "
         f"the threaded workers' throughput on this ORM-bound view; with only our (natively async) middleware "
-        f"{lean:.2f}x, so most of the gap is not the middleware: under ASGI Django runs every request's sync "
-        "work on a fresh thread with a fresh connection wrapper, while the pool does the same checkout (and "
-        "pre-ping) on both sides; we did not profile the split further. "
+        f"{lean:.2f}x: the rest is Django's ASGI handler (a thread hop for request_started, the view and the "
+        "response's close, per request), while the pool does the same checkout (and pre-ping) on both sides "
+        "(docs/asgi.md, \"Where the time goes\"; bench/profile_asgi.py). "
         "Every request was answered (0 failed).",
         "",
         run_all.rounds_table(results),

@@ -30,18 +30,21 @@ INSTALLED_APPS = [
     "project.workload",
 ]
 
+# Django's and django-prometheus' own middleware, declared sync-only (project/middleware.py): under
+# ASGI Django runs the whole chain, ours included, as one block on the request's thread instead of
+# a thread hop per hook.
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "project.middleware.PrometheusBeforeMiddleware",
     # The one request context: accounting, read-your-writes pinning, replay, 503s (docs/asgi.md).
     "connection_pools.middleware.RequestContextMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "project.middleware.SecurityMiddleware",
+    "project.middleware.SessionMiddleware",
+    "project.middleware.CommonMiddleware",
+    "project.middleware.CsrfViewMiddleware",
+    "project.middleware.AuthenticationMiddleware",
+    "project.middleware.MessageMiddleware",
+    "project.middleware.XFrameOptionsMiddleware",
+    "project.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"

@@ -99,8 +99,11 @@ def urls() -> Iterator[None]:
         yield
 
 
+@override_settings(MIDDLEWARE=["connection_pools.middleware.RequestContextMiddleware",
+                             "django.middleware.security.SecurityMiddleware"])
 def test_the_middleware_is_native_async_under_asgi() -> None:
-    """No thread hop of its own: its __call__ and process_view are coroutines in an ASGI stack."""
+    """No thread hop of its own: its __call__ and process_view are coroutines in an ASGI stack whose
+    middleware below are async-capable (the project's are sync-only, so there it runs in their block)."""
     handler = ASGIHandler()
     # Django wraps a sync process_view of an async stack in sync_to_async; ours is used as it is.
     ours = [m for m in handler._view_middleware
