@@ -14,54 +14,36 @@ adapts a middleware that can do both to the mode of what it wraps); the ASGI han
 (``connection_pools.E301``).
 
 Under WSGI nothing changes: the chain is synchronous there anyway. The classes are Django's and
-django-prometheus' own, subclassed with one attribute; ``isinstance`` and Django's checks that
-look for a middleware (the admin's) accept subclasses.
+django-prometheus' own, subclassed with one attribute (:func:`sync_only`); ``isinstance`` and
+Django's checks that look for a middleware (the admin's) accept subclasses.
 """
 
 from __future__ import annotations
 
-from django.contrib.auth.middleware import AuthenticationMiddleware as _Authentication
-from django.contrib.messages.middleware import MessageMiddleware as _Message
-from django.contrib.sessions.middleware import SessionMiddleware as _Session
-from django.middleware.clickjacking import XFrameOptionsMiddleware as _XFrameOptions
-from django.middleware.common import CommonMiddleware as _Common
-from django.middleware.csrf import CsrfViewMiddleware as _CsrfView
-from django.middleware.security import SecurityMiddleware as _Security
-from django_prometheus.middleware import PrometheusAfterMiddleware as _PrometheusAfter
-from django_prometheus.middleware import PrometheusBeforeMiddleware as _PrometheusBefore
+from typing import TypeVar
+
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.middleware import clickjacking, common, csrf, security
+from django_prometheus import middleware as prometheus
+
+M = TypeVar("M", bound=type)
 
 
-class PrometheusBeforeMiddleware(_PrometheusBefore):
-    async_capable = False
+def sync_only(middleware: M) -> M:
+    """A subclass of ``middleware`` under the same name, here, declared sync-only."""
+    attributes = {"async_capable": False, "__module__": __name__, "__qualname__": middleware.__name__,
+                  "__doc__": f"{middleware.__module__}.{middleware.__qualname__}, declared sync-only."}
+    return type(middleware.__name__, (middleware,), attributes)  # type: ignore[return-value]
 
 
-class SecurityMiddleware(_Security):
-    async_capable = False
-
-
-class SessionMiddleware(_Session):
-    async_capable = False
-
-
-class CommonMiddleware(_Common):
-    async_capable = False
-
-
-class CsrfViewMiddleware(_CsrfView):
-    async_capable = False
-
-
-class AuthenticationMiddleware(_Authentication):
-    async_capable = False
-
-
-class MessageMiddleware(_Message):
-    async_capable = False
-
-
-class XFrameOptionsMiddleware(_XFrameOptions):
-    async_capable = False
-
-
-class PrometheusAfterMiddleware(_PrometheusAfter):
-    async_capable = False
+PrometheusBeforeMiddleware = sync_only(prometheus.PrometheusBeforeMiddleware)
+SecurityMiddleware = sync_only(security.SecurityMiddleware)
+SessionMiddleware = sync_only(sessions.SessionMiddleware)
+CommonMiddleware = sync_only(common.CommonMiddleware)
+CsrfViewMiddleware = sync_only(csrf.CsrfViewMiddleware)
+AuthenticationMiddleware = sync_only(auth.AuthenticationMiddleware)
+MessageMiddleware = sync_only(messages.MessageMiddleware)
+XFrameOptionsMiddleware = sync_only(clickjacking.XFrameOptionsMiddleware)
+PrometheusAfterMiddleware = sync_only(prometheus.PrometheusAfterMiddleware)

@@ -148,10 +148,13 @@ def test_reset_stats_with_an_empty_pool_name_resets_nothing(staff: Client, query
 
 # --- reset-stats: a body nothing can be read from is a 400 -------------------------------------------
 
-def test_reset_stats_refuses_a_multipart_body_that_is_not_multipart(staff: Client) -> None:
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"this is not a multipart document", "multipart/form-data; boundary=XX"),
+    (b"&&", "application/x-www-form-urlencoded"),
+], ids=["multipart", "form"])
+def test_reset_stats_refuses_a_body_nothing_can_be_read_from(staff: Client, body: bytes, content_type: str) -> None:
     before = epoch()
-    response = staff.generic("POST", f"{API}reset-stats", b"this is not a multipart document",
-                             content_type="multipart/form-data; boundary=XX")
+    response = staff.generic("POST", f"{API}reset-stats", body, content_type=content_type)
     assert response.status_code == 400, (response.status_code, response.content[:200])
     assert epoch() == before
 

@@ -61,7 +61,19 @@ class StrictMultiPartParser(MultiPartParser):
         return super().parse(io.BytesIO(raw), media_type, parser_context)
 
 
-PARSER_CLASSES = [StrictJSONParser, FormParser, StrictMultiPartParser]
+class StrictFormParser(FormParser):
+    """DRF's form parser, refusing a body of which nothing can be read (``&&``, ``=x``): an empty
+    form would pass for "no body" (``reset-stats``: every pool)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        raw = stream.read()
+        data = super().parse(io.BytesIO(raw), media_type, parser_context)
+        if raw.strip() and not data:
+            raise ParseError(f"Invalid form body: nothing could be read from its {len(raw)} bytes.")
+        return data
+
+
+PARSER_CLASSES = [StrictJSONParser, StrictFormParser, StrictMultiPartParser]
 
 
 @dataclass(frozen=True)
@@ -126,23 +138,12 @@ def query_of(query: QueryDict, names: Sequence[str]) -> dict[str, str]:
 
 def body_of(request: Request) -> Any:
     """The parsed body: ``{}`` when there is none (DRF parses an empty body as ``{}`` or an empty form),
-    else whatever the client sent, ``null`` (None) included. A form body of which nothing could be
-    read (``&&``) is a ValidationError."""
+    else whatever the client sent, ``null`` (None) included. (A form or multipart body nothing can
+    be read from is refused by its parser, so an empty form here really was empty.)"""
     data = request.data
-    if (isinstance(data, QueryDict) and not data and _body_length(request)
-            and not (request.content_type or "").startswith("multipart/")):  # (an empty multipart document is fine)
-        raise ValidationError({"detail": f"Invalid body: nothing could be read from its "
-                                         f"{_body_length(request)} bytes of {request.content_type or 'no type'}."})
     if isinstance(data, QueryDict | dict) and not data:
         return {}
     return data
-
-
-def _body_length(request: Request) -> int:
-    try:
-        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
-    except ValueError:
-        return 0
 
 
 class StrictBodyMixin:

@@ -158,13 +158,10 @@ class ResetStatsView(AdminAPIView):
             return Response({"detail": "Invalid request: the pool goes in the body or in the query string, "
                                        "not both."}, status=status.HTTP_400_BAD_REQUEST)
         params = self.body or validated(self.query, self.body_fields, where="query string")
-        pool = params.get("pool")
-        if pool is not None and not pool.strip():
-            # Only an absent or null pool means every pool: an empty name (an unset shell variable) never widens.
-            return Response({"detail": f"Invalid pool {pool!r}: name a pool such as db_default, or leave pool out "
-                                       "(or null) to reset every pool."}, status=status.HTTP_400_BAD_REQUEST)
         try:
-            return Response(connection_pool_service.reset_stats(pool))
+            # Only an absent or null pool means every pool; an empty name (an unset shell variable) is
+            # an unknown pool like any other, never "every pool".
+            return Response(connection_pool_service.reset_stats(params.get("pool")))
         except UnknownPool as exc:
             return Response({"detail": str(exc.args[0])}, status=status.HTTP_404_NOT_FOUND)
 

@@ -160,13 +160,21 @@ def parse_redis_url(name: str, url: str) -> str:
     if "max_connections" in parts.query:
         # Options in the URL win over the settings: this one would bypass REDIS_POOL_SIZE's bound.
         raise _bad(name, url, "a Redis URL without max_connections (set REDIS_POOL_SIZE or REDIS_MAX_CONNECTIONS)")
+    unreadable = redis_url_error(url)
+    if unreadable is not None:
+        raise _bad(name, url, f"a Redis URL whose options redis-py can read ({unreadable})")
+    return url
+
+
+def redis_url_error(url: str) -> str | None:
+    """What redis-py says of ``url`` when it cannot build a pool from it (a bad scheme, port or
+    option: ``?db=x``, ``?socket_timeout=abc``), or None. redis-py reads the options only when it
+    connects: a value it cannot read would pass start-up and fail every request later."""
     try:
-        # redis-py reads the query's options (db, socket_timeout...) only when it connects: a value
-        # it cannot read would pass here and fail every request later.
         redis_parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     except ValueError as exc:
-        raise _bad(name, url, f"a Redis URL whose options redis-py can read ({_shown(str(exc))[1:-1]})") from None
-    return url
+        return mask_text(str(exc))
+    return None
 
 
 def replica_urls(environ: Environ) -> list[str]:

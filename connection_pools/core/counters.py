@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left
 from dataclasses import dataclass
 
 from .snapshots import BUCKET_BOUNDS, CounterName, Counters, HistogramSnapshot, bucket_index
@@ -27,7 +26,11 @@ class Histogram:
         self.max = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.buckets[bucket_index(seconds)] += 1
+        self.add(bucket_index(seconds), seconds)
+
+    def add(self, bucket: int, seconds: float) -> None:
+        """:meth:`observe` with the bucket found already (outside the owner's lock)."""
+        self.buckets[bucket] += 1
         self.sum += seconds
         if seconds > self.max:
             self.max = seconds
@@ -63,35 +66,22 @@ class PoolCounters:
     # -- the hot path ---------------------------------------------------------------------------
     def checkout(self, wait_seconds: float) -> None:
         """A connection was handed out after waiting ``wait_seconds``."""
-        # Histogram.observe inlined here and in checkin: these run on every checkout and return.
-        bucket = bisect_left(BUCKET_BOUNDS, wait_seconds)
+        bucket = bucket_index(wait_seconds)  # (outside the lock: every checkout and return take it)
         with self._lock:
             self._counts["checkouts"] += 1
             active = self._active = self._active + 1
             if active > self._peak:
                 self._peak = active
-            wait = self._wait
-            wait.buckets[bucket] += 1
-            wait.sum += wait_seconds
-            if wait_seconds > wait.max:
-                wait.max = wait_seconds
+            self._wait.add(bucket, wait_seconds)
 
     def checkin(self, hold_seconds: float | None) -> None:
         """A connection came back after ``hold_seconds`` (None: unknown, e.g. dropped by a reset)."""
-        if hold_seconds is None:
-            with self._lock:
-                if self._active > 0:
-                    self._active -= 1
-            return
-        bucket = bisect_left(BUCKET_BOUNDS, hold_seconds)
+        bucket = -1 if hold_seconds is None else bucket_index(hold_seconds)
         with self._lock:
             if self._active > 0:
                 self._active -= 1
-            hold = self._hold
-            hold.buckets[bucket] += 1
-            hold.sum += hold_seconds
-            if hold_seconds > hold.max:
-                hold.max = hold_seconds
+            if hold_seconds is not None:
+                self._hold.add(bucket, hold_seconds)
 
     def incr(self, name: CounterName, amount: int = 1) -> None:
         """Add ``amount`` to one counter."""

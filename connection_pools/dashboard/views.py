@@ -23,7 +23,8 @@ from django.views.decorators.http import require_POST, require_safe
 from rest_framework.exceptions import ValidationError
 
 from .. import conf
-from ..api.bodies import BodyField, validated
+from ..api.bodies import validated
+from ..api.views import ResetStatsView
 from ..insight import history
 
 logger = logging.getLogger(__name__)
@@ -85,10 +86,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "connection_pools/dashboard.html", context)
 
 
-#: What the reset form may hold (the page's form sends only its CSRF token: every pool).
-RESET_FORM = {"pool": BodyField("a pool name such as db_default; absent: every pool")}
-
-
 @require_POST
 @staff_required
 def reset(request: HttpRequest) -> HttpResponse:
@@ -98,9 +95,8 @@ def reset(request: HttpRequest) -> HttpResponse:
     from ..service import UnknownPool, connection_pool_service
 
     try:
-        pool = validated(request.POST, RESET_FORM, where="form").get("pool")
-        if pool is not None and not pool.strip():
-            raise ValidationError({"detail": "Invalid form: an empty pool name; leave pool out to reset every pool."})
+        # What the API's reset-stats takes (the page's own form sends only its CSRF token: every pool).
+        pool = validated(request.POST, ResetStatsView.body_fields, where="form").get("pool")
     except ValidationError as exc:
         detail = exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail
         messages.error(request, f"{detail} Nothing was reset.")

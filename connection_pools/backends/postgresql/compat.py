@@ -150,7 +150,7 @@ class PoolHooks(ConnectionPool):
         # Recycle at checkout (psycopg checks the age only on return), then the pre-ping; a check
         # interrupted (Ctrl-C, a cancelled task) gives the connection back, as psycopg's loop does.
         try:
-            if conn._expire_at <= now:
+            if expired(conn, now):
                 return self.replace_expired(conn, deadline)
             if self.pre_ping:
                 return self.vet(conn, deadline)

@@ -78,7 +78,7 @@ class Leases(dict[int, Lease]):
         if lease is None:
             return None
         hold = now - lease[0]
-        if hold < (_threshold[0] if _threshold else long_hold_threshold()):
+        if hold < long_hold_threshold():
             if self._reported:  # reported under a lower threshold since changed
                 self._reported.discard(key)
             return lease, hold, False

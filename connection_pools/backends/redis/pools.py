@@ -46,6 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ... import conf
 from ...conf import get as conf_get
 from ...conf.aliases import pool_name_for_redis
+from ...conf.env import redis_url_error
 from ...core.counters import PoolCounters
 from ...core.masking import mask_text
 from ...core.snapshots import CounterName, Gauges, Scalar
@@ -398,11 +399,8 @@ def url_problem(url: Any) -> str | None:
     """Why redis-py cannot build a pool from ``url`` (one sentence, password masked), or None."""
     if not isinstance(url, str):
         return f"is {type(url).__name__}: expected a Redis URL such as redis://127.0.0.1:6379/0."
-    try:
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-    except ValueError as exc:  # a bad scheme, port or option (?db=x, ?socket_timeout=abc)
-        return f"is {mask_text(url)[:120]!r}: redis-py cannot read it ({exc})"
-    return None
+    unreadable = redis_url_error(url)
+    return None if unreadable is None else f"is {mask_text(url)[:120]!r}: redis-py cannot read it ({unreadable})"
 
 
 _pools_lock = threading.Lock()

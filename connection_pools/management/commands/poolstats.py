@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...core.typed_numbers import decimal_number
+from ..arguments import seconds_option
 from ..server_report import format_server, pgbouncer_pool_lines
 
 EXIT_OK = 0
@@ -40,11 +40,7 @@ WATCH_MAX_SECONDS = 86400.0
 
 def watch_seconds(raw: Any) -> float:
     """``--watch``'s value: a finite number of seconds, more than 0 and at most a day; else one sentence."""
-    seconds = decimal_number(raw) if isinstance(raw, str) else None
-    if seconds is None or not 0 < seconds <= WATCH_MAX_SECONDS:
-        raise CommandError(f"--watch needs a number of seconds greater than 0 and at most {WATCH_MAX_SECONDS:g}, "
-                           f"not {str(raw)[:40]!r}.", returncode=EXIT_NO_DATA)
-    return seconds
+    return seconds_option(raw, "--watch", WATCH_MAX_SECONDS, returncode=EXIT_NO_DATA)
 
 
 class NoData(Exception):

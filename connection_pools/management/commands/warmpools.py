@@ -9,19 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connection_pools import conf
 from connection_pools.backends.postgresql.live import pooled_aliases, warm_pools
-from connection_pools.core.typed_numbers import decimal_number
+from connection_pools.management.arguments import seconds_option
 
-#: The longest --timeout (an hour, the longest pool_timeout): nan, inf or 1e309 would wait forever.
+#: The longest --timeout (an hour, the longest pool_timeout).
 MAX_TIMEOUT = conf.MAX_WAIT_SECONDS
-
-
-def _timeout_seconds(raw: str | float) -> float:
-    """``--timeout``: a finite number of seconds, > 0 and at most :data:`MAX_TIMEOUT`; else one sentence."""
-    seconds = decimal_number(raw) if isinstance(raw, str) else float(raw)
-    if seconds is None or not 0 < seconds <= MAX_TIMEOUT:
-        raise CommandError(f"--timeout needs a number of seconds greater than 0 and at most {MAX_TIMEOUT:g}, "
-                           f"not {str(raw)[:40]!r}.")
-    return seconds
 
 
 class Command(BaseCommand):
@@ -42,7 +33,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"not a pooled database alias: {', '.join(unknown)} (pooled: {', '.join(known) or 'none'})"
             )
-        seconds = None if timeout is None else _timeout_seconds(timeout)
+        # (a float from call_command(timeout=2.0) is read as its text)
+        seconds = None if timeout is None else seconds_option(str(timeout), "--timeout", MAX_TIMEOUT)
         reports = warm_pools(list(aliases) or None, timeout=seconds)
         if as_json:
             self.stdout.write(json.dumps(reports, indent=2))
