@@ -33,10 +33,10 @@ GAUGES: tuple[tuple[str, str, Reading], ...] = (
     ("available_connections", "Idle connections ready in the pool.", lambda p: p.gauges.available),
     ("waiting_requests", "Requests waiting for a connection right now.", lambda p: p.gauges.waiting),
     ("size", "Configured pool size (pool_size; max_connections for Redis).",
-     lambda p: p.gauges.max_size if p.kind == "redis" else p.gauges.size if p.kind == "persistent"
-     else p.gauges.min_size),
+     lambda p: p.gauges.max_capacity if p.kind == "redis" else p.gauges.open if p.kind == "persistent"
+     else p.gauges.capacity),
     ("max_size", "Most connections the pool may open (pool_size + max_overflow).",
-     lambda p: p.gauges.size if p.kind == "persistent" else p.gauges.max_size),
+     lambda p: p.gauges.open if p.kind == "persistent" else p.gauges.max_capacity),
     ("overflow_connections", "Connections open beyond pool_size right now.",
      lambda p: p.gauges.overflow_in_use if p.kind == "postgresql" else None),
     ("peak_connections", "Most connections in use at once since the last reset.", lambda p: p.peak_connections),
@@ -49,12 +49,12 @@ COUNTERS: tuple[tuple[str, str, Reading], ...] = (
     ("connections_created", "Connections opened.", lambda p: p.counters.connections_created),
     ("connections_closed", "Connections closed.", lambda p: p.counters.connections_closed),
     ("connections_recycled", "Connections closed for age (pool_recycle).",
-     lambda p: p.counters.recycled if p.is_database else None),
+     lambda p: p.counters.recycled if p.kind in ("postgresql", "persistent") else None),
     ("connection_errors", "Failed connection attempts and broken connections.",
      lambda p: p.counters.connection_errors),
     ("timeouts", "Checkouts that gave up waiting (pool_timeout).", lambda p: p.counters.timeouts),
     ("fallbacks", "Reads sent elsewhere because this replica could not serve them.",
-     lambda p: p.counters.fallbacks if p.is_database else None),
+     lambda p: p.counters.fallbacks if p.kind in ("postgresql", "persistent") else None),
 )
 
 
@@ -101,7 +101,7 @@ class PoolCollector:
             logger.exception("connection_pools metrics: reading the cluster view failed")
             yield GaugeMetricFamily(_name("stats_cluster"), "1 when the numbers are the cluster aggregate.", value=0)
             return
-        pools = [pool for pool in view.pools if pool.is_database or pool.kind == "redis"]
+        pools = [pool for pool in view.pools if pool.kind in ("postgresql", "persistent", "redis")]
         yield from _families(GaugeMetricFamily, GAUGES, pools)
 
         healthy = GaugeMetricFamily(_name("healthy"), "1 when the pool's health check passes.", labels=LABELS)

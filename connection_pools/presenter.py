@@ -41,11 +41,11 @@ def database_pool(pool: PoolSnapshot, *, now: float) -> dict[str, Any]:
     gauges, counters, config = pool.gauges, pool.counters, pool.config
     if pool.kind == "postgresql":
         per_process_size = _int(config.get("pool_size"))
-        pool_size = gauges.min_size or per_process_size * pool.processes
-        max_size = gauges.max_size or (per_process_size + _int(config.get("max_overflow"))) * pool.processes
+        pool_size = gauges.capacity or per_process_size * pool.processes
+        max_size = gauges.max_capacity or (per_process_size + _int(config.get("max_overflow"))) * pool.processes
         shown: dict[str, Any] = {key: config.get(key) for key in DATABASE_CONFIG_KEYS}
     else:  # persistent connections: one per thread, no fixed size
-        pool_size = max_size = gauges.size
+        pool_size = max_size = gauges.open
         shown = dict(config)
     return {
         "pool": pool.name,
@@ -61,7 +61,7 @@ def database_pool(pool: PoolSnapshot, *, now: float) -> dict[str, Any]:
         "overflow": gauges.overflow_in_use,
         "max_overflow": max(max_size - pool_size, 0),
         "max_size": max_size,
-        "size": gauges.size,
+        "size": gauges.open,
         "available_connections": gauges.available,
         "waiting": gauges.waiting,
         "checkouts": counters.checkouts,
@@ -92,7 +92,7 @@ def redis_pool(pool: PoolSnapshot, *, now: float) -> dict[str, Any]:
         "available_connections": gauges.available,
         "created_connections": counters.connections_created,
         "closed_connections": counters.connections_closed,
-        "max_connections": gauges.max_size,
+        "max_connections": gauges.max_capacity,
         "peak_in_use": pool.peak_connections,
         "process_peak": pool.peak_active,
         "waiting": gauges.waiting,
@@ -112,7 +112,7 @@ def pools(snapshots: Iterable[PoolSnapshot], *, now: float) -> dict[str, dict[st
     database: dict[str, Any] = {}
     redis: dict[str, Any] = {}
     for pool in snapshots:
-        if pool.is_database:
+        if pool.kind in ("postgresql", "persistent"):
             database[response_key(pool)] = database_pool(pool, now=now)
         elif pool.kind == "redis":
             redis[response_key(pool)] = redis_pool(pool, now=now)

@@ -204,7 +204,7 @@ def test_a_burst_under_uvicorn_workers_stays_within_max_size_settles_at_pool_siz
             def settled() -> dict[int, ProcessSnapshot] | None:
                 server_side = count.per_worker(pids)
                 last["server"] = server_side
-                last["pools"] = {(pid, pool): (pool_of(snap, pool).gauges.size, pool_of(snap, pool).gauges.active)
+                last["pools"] = {(pid, pool): (pool_of(snap, pool).gauges.open, pool_of(snap, pool).gauges.active)
                                  for pid, snap in snapshots(server, pids).items() for pool in POOLS}
                 if any(server_side[(pid, pool)] != POOL_SIZE for pid in pids for pool in POOLS):
                     return None
@@ -214,7 +214,7 @@ def test_a_burst_under_uvicorn_workers_stays_within_max_size_settles_at_pool_siz
                 for pid, snap in found.items():
                     for pool in POOLS:
                         gauges = pool_of(snap, pool).gauges
-                        if gauges.size != server_side[(pid, pool)] or gauges.active != 0:
+                        if gauges.open != server_side[(pid, pool)] or gauges.active != 0:
                             return None
                 return found
 

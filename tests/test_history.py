@@ -21,7 +21,7 @@ def aggregate() -> ClusterView:
     default = pool_snapshot(waits=[0.001] * 8 + [0.2], gauges={"active": 4, "available": 6, "waiting": 1},
                             counters={"connection_errors": 2, "timeouts": 1})
     replica = pool_snapshot("db_replica1", gauges={"replica_lag_seconds": 0.25})
-    cache = pool_snapshot("redis_cache", "redis", gauges={"active": 3, "available": 7, "max_size": 50})
+    cache = pool_snapshot("redis_cache", "redis", gauges={"active": 3, "available": 7, "max_capacity": 50})
     return merge([process(1, default, replica, cache)], Resets(0, {}), now=NOW)
 
 

@@ -60,9 +60,9 @@ def test_created_in_use_reused_and_closed(persistent_alias):
         snap = snapshot(wrapper)
         assert snap.kind == "persistent"
         assert snap.counters.connections_created == 1
-        assert snap.gauges.active == 1 and snap.gauges.size == 1
+        assert snap.gauges.active == 1 and snap.gauges.open == 1
     snap = snapshot(wrapper)
-    assert snap.gauges.active == 0 and snap.gauges.size == 1  # kept open (persistent)
+    assert snap.gauges.active == 0 and snap.gauges.open == 1  # kept open (persistent)
     assert snap.counters.checkouts == 1 and snap.hold.count == 1
     # The next request reuses it: no new connection.
     with request():
@@ -72,7 +72,7 @@ def test_created_in_use_reused_and_closed(persistent_alias):
     assert snap.gauges.oldest_age_seconds > 0
     wrapper.close()
     snap = snapshot(wrapper)
-    assert snap.counters.connections_closed == 1 and snap.gauges.size == 0
+    assert snap.counters.connections_closed == 1 and snap.gauges.open == 0
     assert snap.config["conn_max_age"] == 60
 
 

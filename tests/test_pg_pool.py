@@ -49,7 +49,7 @@ def test_pool_size_connections_are_opened_up_front_and_no_overflow(small_pool):
     snap = snapshot_of(wrapper)
     assert snap.counters.connections_created == 3
     assert snap.counters.checkouts == 1
-    assert snap.gauges.size == 3 and snap.gauges.overflow_in_use == 0
+    assert snap.gauges.open == 3 and snap.gauges.overflow_in_use == 0
     assert snap.config["pool_size"] == 3 and snap.config["max_overflow"] == 2
     assert (pool.min_size, pool.max_size, pool.timeout) == (3, 5, 0.5)
 
@@ -279,7 +279,7 @@ def test_reset_zeroes_counters_without_touching_the_pool(small_pool):
     pool.counters.reset()
     snap = snapshot_of(wrapper)
     assert snap.counters.checkouts == 0 and snap.wait.count == 0
-    assert snap.gauges.size == 2 and len(server_pids(wrapper.alias)) == 2
+    assert snap.gauges.open == 2 and len(server_pids(wrapper.alias)) == 2
 
 
 def test_the_source_names_the_pool_db_alias_with_its_kind_and_role():
@@ -289,7 +289,7 @@ def test_the_source_names_the_pool_db_alias_with_its_kind_and_role():
         snap = snapshot_of(wrapper)
         assert (snap.name, snap.kind, snap.role, snap.alias) == (f"db_{wrapper.alias}", "postgresql", "primary",
                                                                  wrapper.alias)
-        assert (snap.gauges.size, snap.gauges.min_size, snap.gauges.max_size, snap.gauges.available) == (2, 2, 3, 2)
+        assert (snap.gauges.open, snap.gauges.capacity, snap.gauges.max_capacity, snap.gauges.available) == (2, 2, 3, 2)
     finally:
         dispose(wrapper)
 

@@ -200,7 +200,7 @@ def test_n_concurrent_clients_give_in_use_n_and_created_n(make_pool: PoolFactory
     assert not errors
     snapshot = snapshot_of(pool)
     gauges = snapshot.gauges
-    assert (gauges.active, gauges.available, gauges.size, gauges.max_size, gauges.waiting) == (0, n, n, 10, 0)
+    assert (gauges.active, gauges.available, gauges.open, gauges.max_capacity, gauges.waiting) == (0, n, n, 10, 0)
     assert snapshot.hold.count == n
     assert snapshot.counters.timeouts == 0 and snapshot.counters.connection_errors == 0
 

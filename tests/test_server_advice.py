@@ -78,7 +78,7 @@ def test_the_apps_max_size_through_pgbouncer_against_max_client_conn():
                      pool_name="db_default", host="pgb", port=6432, database="app", user="app", conn_max_age=0,
                      pooler="pgbouncer")
     pools = [PoolSnapshot(name="db_default", kind="postgresql", role="primary", alias="default",
-                          gauges=Gauges(min_size=40, max_size=120), processes=4)]
+                          gauges=Gauges(capacity=40, max_capacity=120), processes=4)]
     report = bouncer()
     demand = advice.pgbouncer_demand(pools, {"default": spec}, report, [report])
     assert demand == 120

@@ -55,12 +55,12 @@ class PersistentTracker:
         self.counters = PoolCounters()
 
     def gauges(self) -> Gauges:
-        """``size`` (open connections), ``active`` (in use by a request now) and their ages."""
+        """``open`` connections, ``active`` (in use by a request now) and their ages."""
         now = time.monotonic()
         with _lock:
             mine = [t for t in _tracked.values() if t.alias == self.alias]
         ages = [now - t.created for t in mine]
-        return Gauges(size=len(mine), active=sum(1 for t in mine if t.in_use_since is not None),
+        return Gauges(open=len(mine), active=sum(1 for t in mine if t.in_use_since is not None),
                       oldest_age_seconds=max(ages, default=0.0),
                       mean_age_seconds=sum(ages) / len(ages) if ages else 0.0)
 

@@ -68,11 +68,11 @@ def points_of(view: ClusterView) -> dict[str, HistoryPoint]:
     for pool in view.pools:
         gauges = pool.gauges
         if pool.kind == "postgresql":
-            size = gauges.min_size
+            size = gauges.capacity
         else:
-            size = gauges.max_size if pool.kind == "redis" else gauges.size
+            size = gauges.max_capacity if pool.kind == "redis" else gauges.open
         points[pool.name] = HistoryPoint(
-            active=gauges.active, size=size, max_size=gauges.max_size if pool.kind != "persistent" else gauges.size,
+            active=gauges.active, size=size, max_size=gauges.max_capacity if pool.kind != "persistent" else gauges.open,
             available=gauges.available, waiting=gauges.waiting, wait_p95=pool.wait.quantile(0.95),
             errors=pool.counters.connection_errors, timeouts=pool.counters.timeouts,
             replica_lag_seconds=gauges.replica_lag_seconds,

@@ -188,7 +188,7 @@ def pgbouncer_demand(pools: Iterable[PoolSnapshot], specs: Mapping[str, AliasSpe
         if pool.kind != "postgresql" or spec is None or spec.pooler != "pgbouncer":
             continue
         if spec.server == report.server or len(reports) == 1:
-            total += pool.gauges.max_size
+            total += pool.gauges.max_capacity
     return total
 
 

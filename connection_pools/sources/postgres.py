@@ -38,8 +38,8 @@ class PostgresSource(AliasSource):
         pool = live_pool(self.alias)
         config = self.config()
         if pool is None:
-            sizes = Gauges(min_size=int(config.get("pool_size") or 0),
-                           max_size=int(config.get("pool_size") or 0) + int(config.get("max_overflow") or 0))
+            sizes = Gauges(capacity=int(config.get("pool_size") or 0),
+                           max_capacity=int(config.get("pool_size") or 0) + int(config.get("max_overflow") or 0))
             snapshot = PoolSnapshot(name=self.name, kind=self.kind, role=self.role, alias=self.alias, config=config,
                                     gauges=sizes)
         else:

@@ -31,10 +31,10 @@ def pool_snapshot(name: str = "db_default", kind: str = "postgresql", *, config:
     reading = recorder.read()
     if kind == "redis":
         base_config: dict[str, Any] = {"max_connections": 10}
-        base_gauges = {"available": 2, "size": 2, "max_size": 10}
+        base_gauges = {"available": 2, "open": 2, "max_capacity": 10}
     else:
         base_config = dict(DATABASE_POOL_DEFAULTS)
-        base_gauges = {"available": 10, "size": 10, "min_size": 10, "max_size": 30}
+        base_gauges = {"available": 10, "open": 10, "capacity": 10, "max_capacity": 30}
     alias = name.split("_", 1)[1]
     return PoolSnapshot(
         name=name, kind=kind, role=role or ("replica" if alias.startswith("replica") else

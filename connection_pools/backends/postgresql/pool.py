@@ -319,8 +319,8 @@ class InstrumentedPool(compat.PoolHooks):
     def gauges(self) -> Gauges:
         """Live gauges (psycopg's ``get_stats()`` omits zero keys; these never do)."""
         size = self.slots_taken()
-        return Gauges(active=len(self.leases), available=self.idle_count(), size=size, waiting=self.waiting_count(),
-                      min_size=self.min_size, max_size=self.max_size, overflow_in_use=max(0, size - self.min_size))
+        return Gauges(active=len(self.leases), available=self.idle_count(), open=size, waiting=self.waiting_count(),
+                      capacity=self.min_size, max_capacity=self.max_size, overflow_in_use=max(0, size - self.min_size))
 
     def known_backends(self) -> tuple[int, ...]:
         """The server backend pids of this pool's open connections, sorted."""

@@ -266,7 +266,7 @@ class _InstrumentedPoolMixin:
         """Point-in-time gauges of the live pool."""
         in_use, available = self.connection_counts()
         # A reset() mid-wait may leave the waiting count briefly negative.
-        return Gauges(active=in_use, available=available, size=in_use + available, max_size=self.max_connections,
+        return Gauges(active=in_use, available=available, open=in_use + available, max_capacity=self.max_connections,
                       waiting=max(self._cp_waiting, 0))
 
     def config(self) -> dict[str, Scalar]:
