@@ -135,7 +135,8 @@ def check_server_connection_budget(app_configs: Any = None, databases: Any = Non
     if not databases:
         return []
     from .conf.aliases import spec_for
-    from .insight.health import check_database, timeout
+    from .insight.health import timeout
+    from .sources.probes import check_database
 
     processes, source = expected_processes()
     messages: list[CheckMessage] = []
@@ -318,4 +319,40 @@ def check_pgbouncer_detected(app_configs: Any = None, databases: Any = None, **k
                 hint="Set DATABASE_POOLER=pgbouncer (or CONNECTION_POOLS['POOLERS'] = {alias: 'pgbouncer'} with "
                      "DISABLE_SERVER_SIDE_CURSORS and OPTIONS['prepare_threshold'] = None); docs/server-tier.md.",
                 id="connection_pools.W301"))
+    return messages
+
+
+# --- kinds of pool (CONNECTION_POOLS["SOURCES"]) ------------------------------------------------------------
+@register()
+def check_pool_kinds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """connection_pools.E401: a ``SOURCES`` line that does not resolve; W401: a source whose kind no module's
+    ``KIND`` describes (it is shown anyway, under ``other_pools``); E402: kinds of one group whose entries differ."""
+    from .sources.kinds import groups, registered, resolve
+
+    messages: list[CheckMessage] = []
+    hint = ("Give the source module KIND = PoolKind(...) (connection_pools.core.kinds) and list the module in "
+            "CONNECTION_POOLS['SOURCES']: see docs/api.md, 'Adding a kind of pool'.")
+    described = {kind.kind for kind in registered()}
+    for entry in conf.get("SOURCES"):
+        try:
+            registration = resolve(entry)
+            found = {source.kind for source in registration.discover()}
+        except Exception as exc:  # an import error, or a discover() that fails: one sentence, not a traceback
+            messages.append(Error(f"CONNECTION_POOLS['SOURCES'] entry {entry!r} does not work: "
+                                  f"{type(exc).__name__}: {exc}", hint=hint, id="connection_pools.E401"))
+            continue
+        for kind in sorted(found - described):
+            messages.append(CheckWarning(
+                f"CONNECTION_POOLS['SOURCES'] entry {entry!r} yields pools of kind {kind!r}, which no KIND "
+                f"describes (module {registration.module!r}): they show under other_pools with the statistics' "
+                "own names.", hint=hint, id="connection_pools.W401"))
+    for group, members in groups().items():
+        shapes = {kind.kind: [(f.name, repr(f.annotation)) for f in kind.fields] for kind in members}
+        first, *others = shapes.items()
+        for name, shape in others:
+            if shape != first[1]:
+                messages.append(Error(
+                    f"Kinds {first[0]!r} and {name!r} share the group {group!r} of GET stats but not its keys.",
+                    hint="Kinds of one group list the same fields with the same types (one entry shape, one "
+                         "schema); give the other kind a group of its own.", id="connection_pools.E402"))
     return messages

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -39,11 +39,21 @@ from .conf.aliases import PRIMARY, alias_specs, pool_name_for_alias, pool_name_f
 from .conf.pool_options import is_pooled
 from .core.masking import mask, mask_text  # noqa: F401 - mask_text is part of this module's API
 from .core.reports import HealthReport
+from .core.responses import (
+    HealthJSON,
+    HistoryJSON,
+    OptimizeJSON,
+    RecommendationJSON,
+    ResetResultJSON,
+    ServerJSON,
+    SuggestedChangeJSON,
+)
 from .insight import health as health_checks
 from .insight import tuner
 from .insight.advisor import bounds
 from .insight.findings import findings
 from .sources.base import registry
+from .sources.kinds import registered
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +82,10 @@ class ConnectionPoolService:
         return cluster_view.read(per_process=per_process, hosts=hosts)
 
     def pool_stats(self, *, per_process: bool = False) -> dict[str, Any]:
-        """The guide's stats response over every live process (see docs/api.md)."""
+        """The guide's stats response over every live process (see docs/api.md).
+
+        The guide's JSON, as a plain dict (its pool groups depend on the registered kinds:
+        :class:`~connection_pools.core.responses.StatsJSON` describes the rest)."""
         now = time.time()
         current = self.view(per_process=per_process)
         return presenter.stats(current, findings(current, now=now).recommendations, now=now)
@@ -81,41 +94,40 @@ class ConnectionPoolService:
         """``pool_stats`` for async code (runs in a worker thread: it does network I/O)."""
         return await sync_to_async(self.pool_stats, thread_sensitive=False)(per_process=per_process)
 
-    def recommendations(self) -> list[dict[str, Any]]:
+    def recommendations(self) -> list[RecommendationJSON]:
         """The current recommendations, most severe first (``{pool, issue, suggestion, severity, ...}``)."""
         current = self.view()
         return [presenter.recommendation(rec) for rec in findings(current).recommendations]
 
     # -- health ------------------------------------------------------------------------------------
-    def health(self, *, live: bool = False) -> dict[str, Any]:
+    def health(self, *, live: bool = False) -> HealthJSON:
         """Every pool's health with latency, replica lag, the server budgets and the status.
 
         The health job's last result (any process's, with its ``age_seconds``); every pool is
         checked now, concurrently within ``HEALTH_CHECK_TIMEOUT``, when ``live``, when no result
         younger than three ``HEALTH_INTERVAL`` exists (no job ran: a command, a test), or when
-        the cluster store cannot be reached (then only this process can tell).
+        the cluster store cannot be reached (then only this process can tell). A check made here
+        is only answered: the health job alone stores results (a read has no side effects).
         """
         current = self.view()
         report = None if live or not current.redis_available else health_checks.latest(current.health)
         if report is None or time.time() - report.checked_at > health_checks.interval() * 3:
-            report = health_checks.remember(health_checks.probe())
+            report = health_checks.probe()
         return self._present_health(current, report)
 
-    def cached_health(self) -> dict[str, Any] | None:
+    def cached_health(self) -> HealthJSON | None:
         """The health job's last result, or None when none exists yet (never checks anything)."""
         current = self.view()
         report = health_checks.latest(current.health)
         return None if report is None else self._present_health(current, report)
 
     @staticmethod
-    def _present_health(current: ClusterView, report: HealthReport) -> dict[str, Any]:
+    def _present_health(current: ClusterView, report: HealthReport) -> HealthJSON:
         now = time.time()
-        stale_after = float(conf.get("PGBOUNCER")["INTERVAL"]) * 3 + float(conf.get("PGBOUNCER")["TIMEOUT"])
-        bouncers = tuple(presenter.pgbouncer_check(r, now=now) if now - r.taken_at <= stale_after
-                         else presenter.pgbouncer_check(replace(r, error=f"no report for {now - r.taken_at:.0f} s "
-                                                                   "(is the server-tier job running?)"), now=now)
-                         for r in current.pgbouncers())
-        report = replace(report, pools=report.pools + bouncers)
+        # The report kinds' health (PgBouncer) comes from their latest reports, never from a check here.
+        reported = tuple(check for kind in registered() if kind.report_health is not None
+                         for check in kind.report_health(current.reports, now))
+        report = replace(report, pools=report.pools + reported)
         budgets = health_checks.budgets(current.pools, report.limits)
         status = health_checks.overall_status(report.pools, budgets)
         primary = alias_specs().get(PRIMARY)
@@ -123,7 +135,7 @@ class ConnectionPoolService:
                                 primary_server=primary.server if primary is not None else None)
 
     # -- the server tier ---------------------------------------------------------------------------------
-    def server(self, *, minutes: float = 0.0) -> dict[str, Any]:
+    def server(self, *, minutes: float = 0.0) -> ServerJSON:
         """Every server's census and every PgBouncer, as the server-tier job last sampled them (never
         sampled here), with their recommendations and, for ``minutes`` > 0, each server's history.
 
@@ -141,7 +153,7 @@ class ConnectionPoolService:
                                 stale_after=float(census["INTERVAL"]) * 3 + float(census["TIMEOUT"]), history=series)
 
     # -- sizing ----------------------------------------------------------------------------------------
-    def optimize(self, *, apply: bool = False, reason: str = "manual") -> dict[str, Any]:
+    def optimize(self, *, apply: bool = False, reason: str = "manual") -> OptimizeJSON:
         """Sizing changes the recommendations call for: ``{"performed": [...], "suggested": [...], ...}``.
 
         With ``apply`` the changes are made to the live pools of this process and recorded for
@@ -150,14 +162,14 @@ class ConnectionPoolService:
         current = self.view()
         found = findings(current)
         changes = tuner.plan(current.pools, found.recommendations, found.budgets, bounds())
-        suggested = [{"pool": c.pool, "alias": c.alias, "setting": setting, "old": getattr(c.old, setting),
-                      "new": getattr(c.new, setting), "reasons": list(c.reasons)}
+        suggested = [SuggestedChangeJSON(pool=c.pool, alias=c.alias, setting=setting, old=getattr(c.old, setting),
+                                         new=getattr(c.new, setting), reasons=list(c.reasons))
                      for c in changes for setting in tuner.SIZING_SETTINGS
                      if getattr(c.old, setting) != getattr(c.new, setting)]
-        performed = [vars_of(p) for p in tuner.apply(changes, reason=reason)] if apply else []
-        return {"performed": performed, "suggested": suggested,
-                "recommendations": [presenter.recommendation(rec) for rec in found.recommendations],
-                "source": current.source}
+        performed = [asdict(p) for p in tuner.apply(changes, reason=reason)] if apply else []
+        return OptimizeJSON(performed=performed, suggested=suggested,
+                            recommendations=[presenter.recommendation(rec) for rec in found.recommendations],
+                            source=current.source)
 
     # -- configuration -----------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -210,7 +222,7 @@ class ConnectionPoolService:
         names.update(registry.names())
         return sorted(names)
 
-    def reset_stats(self, pool: str | None = None) -> dict[str, Any]:
+    def reset_stats(self, pool: str | None = None) -> ResetResultJSON:
         """Reset the statistics of ``pool`` (None: every pool) in every process.
 
         Raises :class:`UnknownPool` for a name no setting or process knows. Without
@@ -227,21 +239,14 @@ class ConnectionPoolService:
         if publish.is_publishing():
             publish.publish()
         logger.info("pool statistics reset: %s (%s)", pool or "every pool", scope)
-        return {"reset": pool or "all", "scope": scope, "epoch": epoch, "reset_at": time.time()}
+        return ResetResultJSON(reset=pool or "all", scope=scope, epoch=epoch, reset_at=time.time())
 
     # -- history -----------------------------------------------------------------------------------------
-    def history(self, pool: str | None = None, minutes: float = 60) -> dict[str, Any]:
+    def history(self, pool: str | None = None, minutes: float = 60) -> HistoryJSON:
         """The dashboard's time series (see :mod:`connection_pools.insight.history`)."""
         from .insight import history
 
         return history.history(pool, minutes)
-
-
-def vars_of(item: Any) -> dict[str, Any]:
-    """A dataclass as a plain dict (for the JSON surfaces)."""
-    from dataclasses import asdict
-
-    return asdict(item)
 
 
 #: The module-level instance every interface uses.

@@ -95,14 +95,15 @@ DEFAULTS: dict[str, Any] = {
     # The cluster store: its own small Redis client for the shared statistics (URL None: the
     # main Redis pool's server), short timeouts, and how long to leave Redis alone after a failure.
     "STORE": {"URL": None, "SOCKET_TIMEOUT": 0.5, "MAX_CONNECTIONS": 4, "RETRY_AFTER": 2.0},
-    # Pool sources: each kind's discover() (a dotted path or a callable). A new kind of pool
-    # is one module in connection_pools/sources/ and one line here.
+    # Pool sources: one module per kind, with discover() (its sources) and KIND (how every surface
+    # shows it). A new kind of pool is one module and one line here (docs/api.md, "Adding a kind of
+    # pool"); a dotted path to a discover() function or a callable works too.
     "SOURCES": (
-        "connection_pools.sources.postgres.discover",
-        "connection_pools.sources.persistent.discover",
-        "connection_pools.sources.redis.discover",
-        "connection_pools.sources.census.discover",
-        "connection_pools.sources.pgbouncer.discover",
+        "connection_pools.sources.postgres",
+        "connection_pools.sources.persistent",
+        "connection_pools.sources.redis",
+        "connection_pools.sources.census",
+        "connection_pools.sources.pgbouncer",
     ),
     # The application_name every connection of the engine carries: "<prefix>[<alias>:<pid>@<host>]",
     # after the user's own OPTIONS["application_name"] when there is one (docs/server-tier.md).

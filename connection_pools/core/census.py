@@ -12,12 +12,13 @@ processes -- the freshest one wins (:mod:`connection_pools.cluster.reports`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from . import wire
+from .responses import BlockedJSON, LeakJSON, OwnerJSON, OwnerKindName, SessionJSON, StateCountsJSON
 
-OwnerKind: TypeAlias = Literal["ours", "pooler", "probe", "other", "replication", "background"]
+OwnerKind: TypeAlias = OwnerKindName
 LeakReason: TypeAlias = Literal["unknown_to_pool", "stopped_reporting"]
 OWNER_KINDS: tuple[str, ...] = ("ours", "pooler", "probe", "other", "replication", "background")
 #: ``pg_stat_activity.state`` -> our field name.
@@ -48,8 +49,9 @@ class StateCounts:
         name = STATE_FIELDS.get(state or "", "other")
         return _replace_count(self, name, getattr(self, name) + 1)
 
-    def to_wire(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in StateCounts.NAMES}
+    def to_wire(self) -> StateCountsJSON:
+        return StateCountsJSON(active=self.active, idle=self.idle, idle_in_transaction=self.idle_in_transaction,
+                               idle_in_transaction_aborted=self.idle_in_transaction_aborted, other=self.other)
 
     @classmethod
     def from_wire(cls, data: Any) -> StateCounts:
@@ -61,9 +63,7 @@ StateCounts.NAMES = tuple(f.name for f in fields(StateCounts))
 
 
 def _replace_count(counts: StateCounts, name: str, value: int) -> StateCounts:
-    values = counts.to_wire()
-    values[name] = value
-    return StateCounts(**values)
+    return replace(counts, **{name: value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +89,10 @@ class OwnerCount:
     def total(self) -> int:
         return self.states.total
 
-    def to_wire(self) -> dict[str, Any]:
-        return {**asdict(self), "states": self.states.to_wire(), "total": self.total}
+    def to_wire(self) -> OwnerJSON:
+        return OwnerJSON(kind=self.kind, label=self.label, states=self.states.to_wire(), total=self.total,
+                         host=self.host, pid=self.pid, alias=self.alias, application_name=self.application_name,
+                         user=self.user, address=self.address, reporting=self.reporting, via_pooler=self.via_pooler)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> OwnerCount:
@@ -125,8 +127,11 @@ class Session:
     request: str | None = None
     view: str | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_wire(self) -> SessionJSON:
+        return SessionJSON(pid=self.pid, owner=self.owner, kind=self.kind, state=self.state, seconds=self.seconds,
+                           user=self.user, application_name=self.application_name, alias=self.alias,
+                           transaction_seconds=self.transaction_seconds, wait_event=self.wait_event,
+                           query=self.query, request=self.request, view=self.view)
 
     @classmethod
     def from_wire(cls, data: Any) -> Session | None:
@@ -153,9 +158,9 @@ class BlockedSession:
     blocked_by: tuple[int, ...]
     blockers: tuple[str, ...] = ()
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"session": self.session.to_wire(), "blocked_by": list(self.blocked_by),
-                "blockers": list(self.blockers)}
+    def to_wire(self) -> BlockedJSON:
+        return BlockedJSON(session=self.session.to_wire(), blocked_by=list(self.blocked_by),
+                           blockers=list(self.blockers))
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> BlockedSession | None:
@@ -186,8 +191,10 @@ class Leak:
     age_seconds: float
     state_seconds: float = 0.0
 
-    def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_wire(self) -> LeakJSON:
+        return LeakJSON(reason=self.reason, pid=self.pid, host=self.host, process_pid=self.process_pid,
+                        alias=self.alias, state=self.state, age_seconds=self.age_seconds,
+                        state_seconds=self.state_seconds)
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Leak | None:
@@ -269,7 +276,7 @@ class ServerCensus:
     def owners_of(self, kind: OwnerKind) -> tuple[OwnerCount, ...]:
         return tuple(owner for owner in self.owners if owner.kind == kind)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {
             "type": self.kind, "name": self.name, "server": self.server, "alias": self.alias, "role": self.role,
             "taken_at": self.taken_at, "aliases": list(self.aliases), "duration_ms": self.duration_ms,

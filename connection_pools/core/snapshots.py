@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any, Literal, TypeAlias
 
+from .responses import Scalar
 from .statistics import (
     CounterName,
     Counters,
@@ -37,9 +38,8 @@ from .statistics import (
 )
 
 __all__ = ["BUCKET_BOUNDS", "CATALOGUE", "CounterName", "Counters", "Gauges", "HistogramSnapshot", "PoolSnapshot",
-           "ProcessSnapshot", "merge_pool", "merge_pools"]
+           "ProcessSnapshot", "Scalar", "merge_pool", "merge_pools"]
 
-Scalar: TypeAlias = int | float | bool | str | None
 #: A pool's effective settings, as shown (the guide's names for PostgreSQL pools).
 Config: TypeAlias = Mapping[str, Scalar]
 Role: TypeAlias = Literal["primary", "replica", "main", "cache", "pooler"]

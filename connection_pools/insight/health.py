@@ -1,10 +1,10 @@
 """Health checks with latency, kept by a background job, and the servers' connection budgets.
 
-* Each PostgreSQL alias is checked with ``SELECT 1`` on a dedicated short-lived
-  connection (never from the app's pool: a check must neither wait behind an exhausted
-  pool nor take its slot); the same round trip reads the server's ``max_connections``
-  and reserved connections for the budget.
-* Each Redis pool is checked with ``PING`` on a short-lived connection.
+* Each kind's descriptor owns its checks (:mod:`connection_pools.sources.probes`): each PostgreSQL
+  alias is checked with ``SELECT 1`` on a dedicated short-lived connection (never from the app's
+  pool: a check must neither wait behind an exhausted pool nor take its slot), the same round
+  trip reading the server's ``max_connections`` and reserved connections for the budget; each
+  Redis pool with ``PING`` on a short-lived connection.
 * All checks run concurrently with one deadline: a hung server makes :func:`probe` answer
   late by at most ``HEALTH_CHECK_TIMEOUT`` (plus a small grace).
 
@@ -21,27 +21,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
-
-import psycopg
 
 from .. import conf
 from ..cluster.store import StoreUnavailable, store
-from ..conf.aliases import AliasSpec, alias_specs, pool_name_for_redis, probe_params
+from ..conf.aliases import alias_specs
+from ..core.figures import Checked, HealthCheck
 from ..core.reports import HealthReport, PoolHealth, ServerBudget, ServerLimits, Status
 from ..core.runtime import runtime
 from ..core.snapshots import PoolSnapshot
+from ..sources.kinds import kind_of, registered
+
+# Each kind owns its checks (sources/probes.py); their old import path stays.
+from ..sources.probes import check_database as check_database
+from ..sources.probes import check_redis as check_redis
 
 logger = logging.getLogger(__name__)
 
 GRACE_SECONDS = 0.25
-CHECK_SQL = """
-SELECT 1,
-       current_setting('max_connections')::int,
-       current_setting('superuser_reserved_connections')::int,
-       coalesce(current_setting('reserved_connections', true), '0')::int
-"""
 
 T = TypeVar("T")
 
@@ -53,49 +51,6 @@ def interval() -> float:
 
 def timeout() -> float:
     return float(conf.get("HEALTH_CHECK_TIMEOUT"))
-
-
-# --- single checks -----------------------------------------------------------------------------
-def check_database(spec: AliasSpec, seconds: float) -> tuple[PoolHealth, ServerLimits | None]:
-    """``SELECT 1`` on ``spec``'s server, and its connection limits; never raises."""
-    started = time.monotonic()
-    base = PoolHealth(name=spec.pool_name, kind="postgresql", healthy=False, role=spec.role, alias=spec.alias)
-    try:
-        with psycopg.connect(**probe_params(spec.alias, timeout=seconds,
-                                            application_name="connection_pools.health")) as conn:
-            connected = time.monotonic()
-            row = conn.execute(CHECK_SQL).fetchone()
-            done = time.monotonic()
-    except (psycopg.Error, OSError) as exc:
-        return replace(base, error=f"{type(exc).__name__}: {str(exc).strip() or 'connection failed'}"), None
-    assert row is not None
-    check = replace(base, healthy=row[0] == 1, latency_ms=round((done - connected) * 1000, 3),
-                    connect_ms=round((connected - started) * 1000, 3))
-    if spec.role == "replica":
-        check = _with_replica_state(check, spec.alias)
-    return check, ServerLimits(int(row[1]), int(row[2]), int(row[3]))
-
-
-def _with_replica_state(check: PoolHealth, alias: str) -> PoolHealth:
-    from ..routing import replicas
-
-    try:
-        replicas.sample(alias)  # a fresh lag sample; it also updates the replica's rotation
-        reading = replicas.reading(alias)
-    except Exception:  # the lag is then the last one sampled; the check itself passed
-        logger.exception("sampling the lag of %s failed", alias)
-        return check
-    return replace(check, replica_lag_seconds=reading.lag_seconds, in_rotation=reading.in_rotation)
-
-
-def check_redis(name: str, seconds: float) -> PoolHealth:
-    """``PING`` the server of Redis pool ``name``; never raises."""
-    from ..backends.redis.pools import ping
-
-    answer = ping(name, seconds)
-    return PoolHealth(name=pool_name_for_redis(name), kind="redis", healthy=answer.ok, alias=name,
-                      error=answer.error,
-                      latency_ms=None if answer.latency_seconds is None else round(answer.latency_seconds * 1000, 3))
 
 
 # --- running them together ---------------------------------------------------------------------
@@ -123,52 +78,51 @@ def run_concurrently(checks: Mapping[str, Callable[[], T]], seconds: float, late
     return {name: answered[name] if name in answered else late(name) for name in checks}
 
 
-def probe(seconds: float | None = None) -> HealthReport:
-    """Check every PostgreSQL alias and Redis pool now, within one deadline."""
-    seconds = timeout() if seconds is None else seconds
-    specs = [spec for spec in alias_specs().values() if spec.is_postgresql]
-    checks: dict[str, Callable[[], tuple[PoolHealth, ServerLimits | None]]] = {}
-    for spec in specs:
-        checks[spec.pool_name] = lambda spec=spec: _safe_database(spec, seconds)  # type: ignore[misc]
-    for name in conf.get("REDIS"):
-        checks[pool_name_for_redis(name)] = lambda name=name: (_safe_redis(name, seconds), None)  # type: ignore[misc]
-    kinds = {spec.pool_name: spec for spec in specs}
+def checks() -> list[HealthCheck]:
+    """Every registered kind's health checks for the current settings, by pool name."""
+    found: dict[str, HealthCheck] = {}
+    for kind in registered():
+        if kind.health is not None:
+            for check in kind.health():
+                found.setdefault(check.name, check)
+    return [found[name] for name in sorted(found)]
 
-    def late(name: str) -> tuple[PoolHealth, ServerLimits | None]:
-        spec = kinds.get(name)
-        return PoolHealth(name=name, kind="postgresql" if spec else "redis", healthy=False,
-                          role=spec.role if spec else None, alias=spec.alias if spec else None,
+
+def probe(seconds: float | None = None) -> HealthReport:
+    """Run every kind's checks now, concurrently within one deadline."""
+    seconds = timeout() if seconds is None else seconds
+    by_name = {check.name: check for check in checks()}
+    runs: dict[str, Callable[[], Checked]] = {
+        name: (lambda check=check: _safe(check, seconds)) for name, check in by_name.items()}  # type: ignore[misc]
+
+    def late(name: str) -> Checked:
+        check = by_name[name]
+        return PoolHealth(name=name, kind=check.kind, healthy=False, role=check.role, alias=check.alias,
                           error=f"no answer within {seconds:g} s (HEALTH_CHECK_TIMEOUT)"), None
 
-    results = run_concurrently(checks, seconds, late)
-    limits = {kinds[name].server: found for name, (_, found) in results.items() if found is not None and name in kinds}
+    results = run_concurrently(runs, seconds, late)
+    limits = {server: found for name, (_, found) in results.items()
+              if found is not None and (server := by_name[name].server) is not None}
     pools = tuple(check for check, _ in (results[name] for name in sorted(results)))
     return HealthReport(status=overall_status(pools, ()), checked_at=time.time(), pools=pools, limits=limits)
 
 
-def _safe_database(spec: AliasSpec, seconds: float) -> tuple[PoolHealth, ServerLimits | None]:
+def _safe(check: HealthCheck, seconds: float) -> Checked:
     try:
-        return check_database(spec, seconds)
+        return check.run(seconds)
     except Exception as exc:  # a broken check is an unhealthy pool, not a crash
-        return PoolHealth(name=spec.pool_name, kind="postgresql", healthy=False, role=spec.role, alias=spec.alias,
+        return PoolHealth(name=check.name, kind=check.kind, healthy=False, role=check.role, alias=check.alias,
                           error=f"{type(exc).__name__}: {exc}"), None
 
 
-def _safe_redis(name: str, seconds: float) -> PoolHealth:
-    try:
-        return check_redis(name, seconds)
-    except Exception as exc:
-        return PoolHealth(name=pool_name_for_redis(name), kind="redis", healthy=False, alias=name,
-                          error=f"{type(exc).__name__}: {exc}")
-
-
 def overall_status(pools: Iterable[PoolHealth], budgets: Iterable[ServerBudget]) -> Status:
-    """``unhealthy`` when a primary database fails; ``degraded`` when anything else fails, a replica
-    is out of rotation or a budget is exceeded; ``healthy`` otherwise."""
+    """``unhealthy`` when a pool its kind calls essential fails (a primary database: its descriptor's
+    ``essential_roles``); ``degraded`` when anything else fails, a replica is out of rotation or a budget
+    is exceeded; ``healthy`` otherwise."""
     status: Status = "healthy"
     for check in pools:
         if not check.healthy:
-            if check.kind == "postgresql" and (check.role or "primary") == "primary":
+            if (check.role or "primary") in kind_of(check.kind).essential_roles:
                 return "unhealthy"
             status = "degraded"
         elif check.in_rotation is False:

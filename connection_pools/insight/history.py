@@ -14,12 +14,13 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from .. import conf
 from ..cluster.store import StoreUnavailable, store
 from ..cluster.view import ClusterView
 from ..core.census import ServerCensus
+from ..core.responses import HistoryJSON, PointJSON
+from ..sources.kinds import kind_of
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ class HistoryUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HistoryPoint:
-    """One pool's figures at one time (``errors`` and ``timeouts`` are cumulative counters)."""
+    """One pool's figures at one time (``errors`` and ``timeouts`` are cumulative counters; ``size`` and
+    ``max_size``: the configured size and maximum, as the pool's kind counts them)."""
 
     active: int
     size: int
@@ -63,19 +65,15 @@ def max_points() -> int:
 
 
 def points_of(view: ClusterView) -> dict[str, HistoryPoint]:
-    """One point per pool of a cluster view (size: ``pool_size``; Redis: ``max_connections``)."""
+    """One point per pool of a cluster view; ``size`` and ``max_size`` are what its kind's descriptor says they
+    are (:class:`~connection_pools.core.kinds.Capacity`: ``pool_size``, Redis' ``max_connections``...)."""
     points = {}
     for pool in view.pools:
-        gauges = pool.gauges
-        if pool.kind == "postgresql":
-            size = gauges.capacity
-        else:
-            size = gauges.max_capacity if pool.kind == "redis" else gauges.open
+        gauges, capacity = pool.gauges, kind_of(pool.kind).capacity
         points[pool.name] = HistoryPoint(
-            active=gauges.active, size=size, max_size=gauges.max_capacity if pool.kind != "persistent" else gauges.open,
-            available=gauges.available, waiting=gauges.waiting, wait_p95=pool.wait.quantile(0.95),
-            errors=pool.counters.connection_errors, timeouts=pool.counters.timeouts,
-            replica_lag_seconds=gauges.replica_lag_seconds,
+            active=gauges.active, size=capacity.size(pool), max_size=capacity.max(pool), available=gauges.available,
+            waiting=gauges.waiting, wait_p95=pool.wait.quantile(0.95), errors=pool.counters.connection_errors,
+            timeouts=pool.counters.timeouts, replica_lag_seconds=gauges.replica_lag_seconds,
         )
     return points
 
@@ -122,7 +120,7 @@ def sample(*, now: float | None = None) -> bool:
         return False
 
 
-def history(pool: str | None = None, minutes: float = 60) -> dict[str, Any]:
+def history(pool: str | None = None, minutes: float = 60) -> HistoryJSON:
     """The series of one pool (or every pool) over the last ``minutes``, points oldest first.
 
     ``{"interval": seconds, "retention_seconds": ..., "series": {"db_default": [{"t": ..., "active": ...}]}}``.
@@ -137,8 +135,9 @@ def history(pool: str | None = None, minutes: float = 60) -> dict[str, Any]:
         rows = store.read_history([pool] if pool is not None else None, since)
     except StoreUnavailable as exc:
         raise HistoryUnavailable(f"Redis is unreachable ({exc})") from exc
-    series = {name: [json.loads(raw) for raw in points] for name, points in rows.items()}
-    return {"interval": interval(), "retention_seconds": retention(), "series": series}
+    series: dict[str, list[PointJSON]] = {name: [json.loads(raw) for raw in points]
+                                                 for name, points in rows.items()}
+    return HistoryJSON(interval=interval(), retention_seconds=retention(), series=series)
 
 
 # --- the servers' census over time -------------------------------------------------------------
@@ -185,7 +184,7 @@ def record_census(census: ServerCensus) -> None:
         raise HistoryUnavailable(str(exc)) from exc
 
 
-def server_history(minutes: float) -> dict[str, list[dict[str, Any]]]:
+def server_history(minutes: float) -> dict[str, list[PointJSON]]:
     """Every server's points over the last ``minutes``, oldest first (:class:`HistoryUnavailable` without Redis)."""
     since = time.time() - min(float(minutes) * 60.0, retention())
     try:

@@ -7,25 +7,29 @@ each server and each PgBouncer, as the server-tier job last sampled them); sampl
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+
+from ..core.responses import CensusJSON, PgBouncerJSON, PgBouncerPoolJSON, ServerJSON, SessionJSON
+from ..sources.pgbouncer_figures import POOL_LINE
+from .pool_report import render
 
 
 def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
 
 
-def _session(label: str, session: dict[str, Any] | None) -> str:
+def _session(label: str, session: SessionJSON | None) -> str:
     if session is None:
         return f"  {label}: none"
     text = f"  {label}: {session['seconds']:.1f} s  pid {session['pid']}  {session['owner']}"
-    if session.get("request") or session.get("view"):
-        text += f"  ({session.get('request') or 'view ' + str(session.get('view'))})"
-    if session.get("query"):
+    if session["request"] or session["view"]:
+        text += f"  ({session['request'] or 'view ' + str(session['view'])})"
+    if session["query"]:
         text += f"\n      {session['query']}"
     return text
 
 
-def format_census(name: str, census: dict[str, Any]) -> list[str]:
+def format_census(name: str, census: CensusJSON) -> list[str]:
     """One server's block."""
     head = (f"Server {census['server']} ({name}, {census['role']}; aliases {', '.join(census['aliases'])}), "
             f"census {census['age_seconds']:.1f} s old" + (" (STALE)" if census["stale"] else ""))
@@ -47,7 +51,8 @@ def format_census(name: str, census: dict[str, Any]) -> list[str]:
     for owner in census["owners"]:
         if owner["kind"] == "background":
             continue
-        note = {True: "  [reporting]", False: "  [STOPPED REPORTING]"}.get(owner["reporting"], "")
+        reporting = owner["reporting"]
+        note = "" if reporting is None else "  [reporting]" if reporting else "  [STOPPED REPORTING]"
         lines.append(f"    {owner['total']:>4}  {owner['kind']:<11} {owner['label']}{note}")
     lines.append(_session("longest query", census["longest_query"]))
     lines.append(_session("longest idle in transaction", census["longest_idle_in_transaction"]))
@@ -57,7 +62,7 @@ def format_census(name: str, census: dict[str, Any]) -> list[str]:
         by = ", ".join(f"pid {pid} ({who})" for pid, who in zip(blocked["blocked_by"], blocked["blockers"],
                                                                strict=False))
         lines.append(f"    pid {session['pid']} ({session['owner']}) waits {session['seconds']:.1f} s for {by}")
-    leaks = "not checked (cluster store unreachable)" if not census["leaks_checked"] else census["leaks_total"]
+    leaks = "not checked (cluster store unreachable)" if not census["leaks_checked"] else str(census["leaks_total"])
     lines.append(f"  leaked connections: {leaks}")
     for leak in census["leaks"][:5]:
         lines.append(f"    pid {leak['pid']}  {leak['host']} pid {leak['process_pid']} ({leak['alias']})  "
@@ -66,7 +71,7 @@ def format_census(name: str, census: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_pgbouncer(name: str, bouncer: dict[str, Any]) -> list[str]:
+def format_pgbouncer(name: str, bouncer: PgBouncerJSON) -> list[str]:
     """One PgBouncer's block."""
     head = f"PgBouncer {bouncer['server']} ({name}, {bouncer['version'] or 'version unknown'})"
     if not bouncer["reachable"]:
@@ -82,15 +87,12 @@ def format_pgbouncer(name: str, bouncer: dict[str, Any]) -> list[str]:
     return lines
 
 
-def pgbouncer_pool_lines(pools: dict[str, Any]) -> list[str]:
-    """One line per PgBouncer pool, with PgBouncer's names."""
-    return [f"  {key}  cl_active {p['cl_active']}  cl_waiting {p['cl_waiting']}  sv_active {p['sv_active']}  "
-            f"sv_idle {p['sv_idle']}  sv_used {p['sv_used']}  maxwait {p['maxwait']:.2f} s  "
-            f"avg wait {p['avg_wait_time'] * 1000:.2f} ms  xacts {p['total_xact_count']}  "
-            f"queries {p['total_query_count']}" for key, p in sorted(pools.items())]
+def pgbouncer_pool_lines(pools: Mapping[str, PgBouncerPoolJSON]) -> list[str]:
+    """One line per PgBouncer pool, with PgBouncer's names (the PgBouncer kind's line, as ``poolstats`` shows it)."""
+    return [render(POOL_LINE, pool, key=key) for key, pool in sorted(pools.items())]
 
 
-def format_server(server: dict[str, Any]) -> str:
+def format_server(server: ServerJSON) -> str:
     """The whole ``--server`` report."""
     lines = [f"Server tier at {_when(server['generated_at'])}", ""]
     for name, census in sorted(server["servers"].items()):
@@ -99,6 +101,5 @@ def format_server(server: dict[str, Any]) -> str:
         lines += format_pgbouncer(name, bouncer)
     recs = server["recommendations"]
     lines.append("Recommendations:" if recs else "Recommendations: none")
-    lines += [f"  [{str(rec.get('severity', '')).upper()}] {rec['pool']}: {rec['issue']} - {rec['suggestion']}"
-              for rec in recs]
+    lines += [f"  [{rec['severity'].upper()}] {rec['pool']}: {rec['issue']} - {rec['suggestion']}" for rec in recs]
     return "\n".join(lines)

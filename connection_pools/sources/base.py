@@ -8,8 +8,9 @@ an ``alias``, and three methods: :meth:`~PoolSource.snapshot` (a typed
 source only reads them.
 
 Each kind of source is one module with a ``discover()`` function that yields its sources
-for the current settings; ``CONNECTION_POOLS["SOURCES"]`` lists those functions (dotted
-paths or callables, resolved once), so adding a kind of pool is one module plus one line.
+for the current settings and ``KIND``, the kind's descriptor (how every surface shows it:
+:mod:`connection_pools.core.kinds`); ``CONNECTION_POOLS["SOURCES"]`` lists those modules
+(:mod:`.kinds`), so adding a kind of pool is one module plus one line.
 
 Some sources count what a *server* holds rather than what this process holds: the census
 of a PostgreSQL server (:mod:`.census`) and a PgBouncer's pools (:mod:`.pgbouncer`). They are
@@ -30,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from django.core.signals import setting_changed
-from django.utils.module_loading import import_string
 
 from ..core.fleet import Fleet
 from ..core.reports import Report
@@ -107,12 +107,9 @@ Discover = Callable[[], Iterable[Source]]
 
 
 def _discoverers() -> list[Discover]:
-    from .. import conf
+    from .kinds import registrations
 
-    found: list[Discover] = []
-    for entry in conf.get("SOURCES"):
-        found.append(import_string(entry) if isinstance(entry, str) else entry)
-    return found
+    return [registration.discover for registration in registrations()]
 
 
 class SourceRegistry:

@@ -8,6 +8,9 @@ reads ``pg_stat_activity`` and ``pg_settings`` over one dedicated connection (it
 (:mod:`.census_summary`). Only the census job calls it, in one process of the cluster; a
 request or a scrape never does. The query text is selected only when
 ``CENSUS["QUERY_TEXT_LENGTH"]`` > 0, and cut by the server to that many characters.
+
+``KIND``: a report kind, on ``GET server`` (not in ``GET stats``), with its ``/metrics`` families
+(:mod:`.census_metrics`).
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from .. import conf
 from ..backends.postgresql.attribution import settings as attribution_settings
 from ..conf.aliases import AliasSpec, alias_specs, probe_params
 from ..core.census import ServerCensus
+from ..core.kinds import PoolKind
 from ..core.masking import mask_text
 from ..core.snapshots import Config
+from . import census_metrics
 from .base import SampleContext
 from .census_summary import Backend, Limits, Options, Suspect, summarise
 from .dedicated import DedicatedConnection
@@ -201,3 +206,7 @@ def discover() -> Iterator[CensusSource]:
     for specs in servers.values():
         first = next((s for s in specs if s.role == "primary"), specs[0])
         yield CensusSource(first, tuple(s.alias for s in specs))
+
+
+KIND = PoolKind(kind="server", metrics=frozenset(), reports=True, families=census_metrics.FAMILIES,
+                samples=census_metrics.samples)

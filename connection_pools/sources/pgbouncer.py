@@ -8,6 +8,9 @@ connection within one deadline) into a :class:`~connection_pools.core.pooler.PgB
 An unreachable console is a report with its error (one sentence, password masked), which is
 what PgBouncer's health shows. The admin database's own pool (``pgbouncer``) and our own
 console client are left out.
+
+``KIND`` is how every surface shows PgBouncer: a report kind, whose pools are ``pgbouncer_pools``
+in ``GET stats`` (:mod:`.pgbouncer_figures`).
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from typing import Any
 import psycopg
 
 from .. import conf
+from ..core.kinds import PoolKind, fields_of
 from ..core.pooler import PgBouncerReport, count_states, recent_logins, server_pids
+from ..core.responses import PgBouncerPoolJSON
 from ..core.snapshots import Config
+from . import pgbouncer_figures as figures
 from .base import SampleContext
 from .pgbouncer_admin import ADMIN_DATABASE, PgBouncerAdminError, read_admin
 
@@ -95,3 +101,10 @@ def discover() -> Iterator[PgBouncerSource]:
     """One source per admin console URL."""
     for index, url in enumerate(pgbouncer_settings().get("ADMIN_URLS") or (), start=1):
         yield PgBouncerSource(index, url)
+
+
+KIND = PoolKind(
+    kind="pgbouncer", group="pgbouncer_pools", schema_name="PgBouncerPool", fields=fields_of(PgBouncerPoolJSON),
+    metrics=frozenset(), reports=True, card=figures.CARD, poolstats=figures.LINES, check_keys=figures.CHECK_KEYS,
+    entries=figures.entries, report_health=figures.health, families=figures.FAMILIES, samples=figures.samples,
+)

@@ -1,4 +1,5 @@
-"""Source: the engine's PostgreSQL pool of one alias (kind ``postgresql``).
+"""Source: the engine's PostgreSQL pool of one alias (kind ``postgresql``), and ``KIND``, how every
+surface shows it (an entry in ``database_pools``: :mod:`.database_kind`).
 
 The pool (:class:`~connection_pools.backends.postgresql.pool.InstrumentedPool`) owns its
 counters and gauges; a replica's lag, rotation and fallbacks come from the replica set.
@@ -13,8 +14,14 @@ from typing import cast
 
 from ..backends.postgresql.base import live_pool
 from ..conf.aliases import alias_specs
+from ..core.kinds import Capacity, PoolKind
 from ..core.snapshots import Config, Gauges, PoolSnapshot, Scalar
+from . import database_kind
 from .replica import AliasSource
+
+#: The guide's six settings (and our pre-ping window), as each pool's ``config`` shows them.
+CONFIG_KEYS = ("pool_size", "max_overflow", "pool_timeout", "pool_recycle", "pool_pre_ping", "pool_use_lifo",
+               "pool_pre_ping_window")
 
 
 class PostgresSource(AliasSource):
@@ -65,3 +72,28 @@ def discover() -> Iterator[PostgresSource]:
         if spec.mode == "pool" and spec.is_ours:
             yield PostgresSource(spec)
 
+
+
+def _setting(pool: PoolSnapshot, key: str) -> int:
+    value = pool.config.get(key)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def pool_size(pool: PoolSnapshot) -> int:
+    """``pool_size`` over every process: the live capacity, else the setting times the processes (a snapshot
+    that did not say)."""
+    return pool.gauges.capacity or _setting(pool, "pool_size") * pool.processes
+
+
+def max_size(pool: PoolSnapshot) -> int:
+    """``pool_size + max_overflow`` over every process, likewise."""
+    return pool.gauges.max_capacity or (_setting(pool, "pool_size") + _setting(pool, "max_overflow")) * pool.processes
+
+
+KIND = PoolKind(
+    kind="postgresql", group="database_pools", schema_name="DatabasePool",
+    fields=database_kind.database_fields(
+        pool_size, max_size, lambda pool, now: {key: pool.config.get(key) for key in CONFIG_KEYS}),
+    capacity=Capacity(size=pool_size, max=max_size), card=database_kind.CARD, poolstats=database_kind.LINES,
+    health=database_kind.database_checks, check_keys=database_kind.CHECK_KEYS, essential_roles=frozenset({"primary"}),
+)

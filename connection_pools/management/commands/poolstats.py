@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ...core.responses import HealthJSON
 from ..arguments import seconds_option
-from ..server_report import format_server, pgbouncer_pool_lines
+from ..pool_report import format_report, pool_groups, recommendations
+from ..server_report import format_server
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -120,20 +123,20 @@ class Command(BaseCommand):
                 "PgBouncer of PGBOUNCER_ADMIN_URL) every few seconds; start it, or wait a few seconds.")
             return EXIT_NO_DATA
         high = [rec for rec in server["recommendations"] if rec.get("severity") == "high"]
-        failed = [c for c in server["servers"].values() if not c["ok"]]
-        failed += [b for b in server["pgbouncers"].values() if not b["reachable"]]
+        failed = [(c["name"], c["error"]) for c in server["servers"].values() if not c["ok"]]
+        failed += [(b["name"], b["error"]) for b in server["pgbouncers"].values() if not b["reachable"]]
         code = EXIT_PROBLEM if high or failed else EXIT_OK
         if options["json"]:
             self.stdout.write(json.dumps({"server": server, "exit_status": code}, default=str))
         elif options["alerts"]:
             lines = [f"ALERT: {rec['pool']} - {rec['issue']}" for rec in high]
-            lines += [f"ALERT: {item.get('name')} - {item.get('error')}" for item in failed]
+            lines += [f"ALERT: {name} - {error}" for name, error in failed]
             self.stdout.write("\n".join(lines) if lines else "OK: no high-severity finding.")
         else:
             self.stdout.write(format_server(server))
         return code
 
-    def _read(self, pool: str | None, *, per_process: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def _read(self, pool: str | None, *, per_process: bool) -> tuple[dict[str, Any], HealthJSON | None]:
         from connection_pools.service import connection_pool_service
 
         stats = connection_pool_service.pool_stats(per_process=per_process)
@@ -154,113 +157,48 @@ class Command(BaseCommand):
         return stats, health
 
 
-def only_pool(stats: dict[str, Any], health: dict[str, Any] | None,
-              pool: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def only_pool(stats: dict[str, Any], health: HealthJSON | None,
+              pool: str) -> tuple[dict[str, Any], HealthJSON | None]:
     """Narrow the aggregate (and health) to one pool; CommandError for an unknown name."""
-    known = [p["pool"] for p in (*stats["database_pools"].values(), *stats["redis_pools"].values())]
+    found = dict(pool_groups(stats))
+    known = [str(entry.get("pool")) for entries in found.values() for entry in entries.values() if "pool" in entry]
     if pool not in known:
         raise CommandError(f"Unknown pool {pool!r}. Known pools: {', '.join(sorted(known))}.", returncode=EXIT_NO_DATA)
     narrowed = dict(stats)
-    narrowed["database_pools"] = {k: v for k, v in stats["database_pools"].items() if v["pool"] == pool}
-    narrowed["redis_pools"] = {k: v for k, v in stats["redis_pools"].items() if v["pool"] == pool}
+    for group, entries in found.items():
+        narrowed[group] = {key: entry for key, entry in entries.items() if entry.get("pool") == pool}
     narrowed["recommendations"] = [r for r in stats.get("recommendations", []) if r.get("pool") == pool]
     if "per_process" in stats:
         narrowed["per_process"] = {
-            key: {kind: {k: v for k, v in pools.items() if v.get("pool") == pool}
-                  for kind, pools in process.items() if kind in ("database_pools", "redis_pools")}
+            key: {group: {k: v for k, v in entries.items() if v.get("pool") == pool}
+                  for group, entries in pool_groups(process)}
             for key, process in stats["per_process"].items()
         }
     if health is not None:
-        health = {**health, "pools": {k: v for k, v in health.get("pools", {}).items() if k == pool}}
+        health = {**health, "pools": {k: v for k, v in health["pools"].items() if k == pool}}
     return narrowed, health
 
 
-def unhealthy_pools(health: dict[str, Any] | None) -> list[str]:
+def unhealthy_pools(health: HealthJSON | None) -> list[str]:
     """Names of the pools whose health check failed."""
     if not health:
         return []
     return sorted(name for name, check in health.get("pools", {}).items() if not check.get("healthy", True))
 
 
-def exit_status(stats: dict[str, Any], health: dict[str, Any] | None) -> int:
+def exit_status(stats: Mapping[str, object], health: HealthJSON | None) -> int:
     """0 when healthy; 1 with any high-severity recommendation or unhealthy pool."""
-    high = any(r.get("severity") == "high" for r in stats.get("recommendations", []))
-    if high or unhealthy_pools(health) or (health or {}).get("status") == "unhealthy":
+    high = any(r.get("severity") == "high" for r in recommendations(stats))
+    if high or unhealthy_pools(health) or (health is not None and health.get("status") == "unhealthy"):
         return EXIT_PROBLEM
     return EXIT_OK
 
 
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.2f} ms"
-
-
-def _health_text(health: dict[str, Any] | None, pool: str) -> str:
-    check = (health or {}).get("pools", {}).get(pool)
-    if check is None:
-        return "health unknown"
-    text = "healthy" if check.get("healthy") else "UNHEALTHY"
-    if check.get("latency_ms") is not None:
-        text += f" ({check['latency_ms']:.1f} ms)"
-    if check.get("error"):
-        text += f": {check['error']}"
-    return text
-
-
-def format_report(stats: dict[str, Any], health: dict[str, Any] | None) -> str:
-    """The human table: one block per pool, then the recommendations."""
-    processes = stats.get("processes", {}).get("count", 0)
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stats.get("generated_at", time.time())))
-    status = (health or {}).get("status", "unknown")
-    lines = [f"Connection pools: {processes} process(es) reporting, overall {status}, at {when}", ""]
-    for alias, pool in sorted(stats.get("database_pools", {}).items()):
-        wait = pool.get("wait_time") or {}
-        lag = pool.get("replica_lag_seconds")
-        lines += [
-            f"{alias}: {pool['active_connections']}/{pool['pool_size']}",
-            f"  {pool['pool']}  {pool.get('kind')} {pool.get('role') or ''}  {_health_text(health, pool['pool'])}",
-            f"  active {pool['active_connections']}  available {pool.get('available_connections', 0)}"
-            f"  waiting {pool.get('waiting', 0)}  overflow {pool.get('overflow', 0)}/{pool.get('max_overflow', 0)}"
-            f"  peak {pool.get('peak_connections', 0)}  max {pool.get('max_size', 0)}",
-            f"  checkouts {pool.get('checkouts', 0)}  created {pool.get('connections_created', 0)}"
-            f"  closed {pool.get('connections_closed', 0)}  recycled {pool.get('recycled', 0)}"
-            f"  errors {pool.get('connection_errors', 0)}  timeouts {pool.get('timeouts', 0)}"
-            f"  fallbacks {pool.get('fallbacks', 0)}",
-            f"  wait avg {_ms(pool.get('average_wait_time'))}  p50 {_ms(wait.get('p50'))}"
-            f"  p95 {_ms(wait.get('p95'))}  p99 {_ms(wait.get('p99'))}"
-            + (f"  replica lag {lag:.2f} s" if lag is not None else ""),
-            "",
-        ]
-    for name, pool in sorted(stats.get("redis_pools", {}).items()):
-        wait = pool.get("wait_time") or {}
-        lines += [
-            f"{name}: {pool['in_use_connections']}/{pool.get('max_connections', 0)}",
-            f"  {pool['pool']}  redis  {_health_text(health, pool['pool'])}",
-            f"  in use {pool['in_use_connections']}  available {pool.get('available_connections', 0)}"
-            f"  created {pool.get('created_connections', 0)}  peak {pool.get('peak_in_use', 0)}"
-            f"  checkouts {pool.get('checkouts', 0)}  errors {pool.get('connection_errors', 0)}"
-            f"  timeouts {pool.get('timeouts', 0)}",
-            f"  wait p50 {_ms(wait.get('p50'))}  p95 {_ms(wait.get('p95'))}",
-            "",
-        ]
-    if stats.get("pgbouncer_pools"):
-        lines.append("PgBouncer pools:")
-        lines += pgbouncer_pool_lines(stats["pgbouncer_pools"])
-        lines.append("")
-    recs = stats.get("recommendations", [])
-    lines.append("Recommendations:" if recs else "Recommendations: none")
-    for rec in recs:
-        lines.append(f"  [{str(rec.get('severity', '')).upper()}] {rec['pool']}: {rec['issue']} - {rec['suggestion']}")
-    return "\n".join(lines)
-
-
-def format_alerts(stats: dict[str, Any], health: dict[str, Any] | None) -> str:
+def format_alerts(stats: Mapping[str, object], health: HealthJSON | None) -> str:
     """Only what needs a human now: high-severity findings and unhealthy pools (the guide's ALERT lines)."""
-    lines = [
-        f"ALERT: {rec['pool']} - {rec['issue']}"
-        for rec in stats.get("recommendations", [])
-        if rec.get("severity") == "high"
-    ]
-    checks = health.get("pools", {}) if health else {}
+    lines = [f"ALERT: {rec.get('pool')} - {rec.get('issue')}" for rec in recommendations(stats)
+             if rec.get("severity") == "high"]
+    checks = health["pools"] if health else {}
     for pool in unhealthy_pools(health):
         lines.append(f"ALERT: {pool} - unhealthy: {checks[pool].get('error') or 'check failed'}")
     return "\n".join(lines) if lines else "OK: no high-severity finding."
