@@ -53,8 +53,10 @@ def strict(schema: Any, components: dict[str, Any]) -> Any:
     return result
 
 
-#: Keys a response may leave out (DRF's ``required=False``): only some pools or modes have them.
-OPTIONAL = {"per_process", "alias", "connect_ms", "role", "replica_lag_seconds", "in_rotation", "paused"}
+#: Keys a response may leave out (DRF's ``required=False``): only some pools or modes have them (``other_pools``:
+#: only when a pool's kind has no registered descriptor).
+OPTIONAL = {"per_process", "alias", "connect_ms", "role", "replica_lag_seconds", "in_rotation", "paused",
+            "other_pools"}
 
 
 def relax(schema: Any) -> Any:

@@ -8,35 +8,16 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ..core.responses import HistoryJSON
 from ..core.typed_numbers import decimal_number
 from ..insight import history
 from ..service import connection_pool_service
 from . import serializers as s
+from .derive import serializer_for
 from .views import ERRORS, AdminAPIView, bad_request
 
-
-class HistoryPointSerializer(serializers.Serializer[s.Shape]):
-    """One sample of one pool (``errors`` and ``timeouts`` are cumulative counters)."""
-
-    t = serializers.FloatField(help_text="Unix time of the sample.")
-    active = serializers.IntegerField(allow_null=True)
-    size = serializers.IntegerField(allow_null=True)
-    max_size = serializers.IntegerField(allow_null=True)
-    available = serializers.IntegerField(allow_null=True)
-    waiting = serializers.IntegerField(allow_null=True)
-    wait_p95 = serializers.FloatField(allow_null=True, help_text="Seconds.")
-    # A declared field may shadow a Serializer attribute: the metaclass moves fields off the class.
-    errors = serializers.IntegerField(allow_null=True)  # type: ignore[assignment]
-    timeouts = serializers.IntegerField(allow_null=True)
-    replica_lag_seconds = serializers.FloatField(allow_null=True)
-
-
-class HistorySerializer(serializers.Serializer[s.Shape]):
-    """Points per pool name, oldest first."""
-
-    interval = serializers.FloatField(help_text="Seconds between two samples.")
-    retention_seconds = serializers.FloatField(help_text="Seconds of history kept.")
-    series = serializers.DictField(child=HistoryPointSerializer(many=True))
+HistorySerializer = serializer_for(HistoryJSON, overrides={
+    "series": serializers.DictField(child=s.HistoryPointSerializer(many=True))})
 
 
 class PoolHistoryView(AdminAPIView):

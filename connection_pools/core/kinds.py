@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeAlias, cast, get_type_hints
+from typing import Any, Literal, TypeAlias, cast
 
 from .figures import ALL_POOL_METRICS, Card, HealthCheck, MetricFamily, Sample, TextBlock
 from .reports import PoolHealth, Report
@@ -79,11 +79,6 @@ def computed(name: str, annotation: Any, read: Read, help: str = "") -> EntryFie
     return EntryField(name, annotation, read, help)
 
 
-def fields_of(shape: type) -> tuple[EntryField, ...]:
-    """A report kind's keys, from the TypedDict its entries are (their descriptions in ``Annotated``)."""
-    return tuple(EntryField(name, hint) for name, hint in get_type_hints(shape, include_extras=True).items())
-
-
 def duration(histogram: Any) -> DurationSummaryJSON:
     summary_: DurationSummaryJSON = asdict(histogram.summary())  # type: ignore[assignment]
     return summary_
@@ -124,8 +119,9 @@ class PoolKind:
     kind: str
     #: Its entries' group in ``GET stats`` (``database_pools``); None: not in ``GET stats``.
     group: str | None = None
-    #: The group's entry in the OpenAPI schema (``DatabasePool``).
+    #: The group's entry in the OpenAPI schema (``DatabasePool``), and the group's description there.
     schema_name: str = ""
+    help: str = ""
     fields: tuple[EntryField, ...] = ()
     key: Callable[[PoolSnapshot], str] = response_key
     capacity: Capacity = field(default_factory=Capacity)
@@ -142,6 +138,8 @@ class PoolKind:
     # --- a report kind ---------------------------------------------------------------------------------
     #: True for a report kind: its sources sample a server into reports (no per-process snapshots).
     reports: bool = False
+    #: The TypedDict its entries are (a report kind's entries are made whole by ``entries``).
+    entry_shape: type | None = None
     #: Its entries in its group, from the latest reports (``now``: for their age).
     entries: Callable[[Sequence[Report], float], Mapping[str, Entry]] | None = None
     #: Its health from the latest reports.

@@ -14,12 +14,13 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 from .. import conf
 from ..cluster.store import StoreUnavailable, store
 from ..cluster.view import ClusterView
 from ..core.census import ServerCensus
-from ..core.responses import HistoryJSON, PointJSON
+from ..core.responses import Doc, HistoryJSON, PointJSON
 from ..sources.kinds import kind_of
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class HistoryPoint:
     max_size: int
     available: int
     waiting: int
-    wait_p95: float
+    wait_p95: Annotated[float, Doc("Seconds.")]
     errors: int
     timeouts: int
     replica_lag_seconds: float | None

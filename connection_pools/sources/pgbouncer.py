@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from .. import conf
-from ..core.kinds import PoolKind, fields_of
+from ..core.kinds import PoolKind
 from ..core.pooler import PgBouncerReport, count_states, recent_logins, server_pids
 from ..core.responses import PgBouncerPoolJSON
 from ..core.snapshots import Config
@@ -104,7 +104,8 @@ def discover() -> Iterator[PgBouncerSource]:
 
 
 KIND = PoolKind(
-    kind="pgbouncer", group="pgbouncer_pools", schema_name="PgBouncerPool", fields=fields_of(PgBouncerPoolJSON),
-    metrics=frozenset(), reports=True, card=figures.CARD, poolstats=figures.LINES, check_keys=figures.CHECK_KEYS,
-    entries=figures.entries, report_health=figures.health, families=figures.FAMILIES, samples=figures.samples,
+    kind="pgbouncer", group="pgbouncer_pools", schema_name="PgBouncerPool", entry_shape=PgBouncerPoolJSON,
+    help="By `<database>/<user>`; empty without PGBOUNCER_ADMIN_URL.", metrics=frozenset(), reports=True,
+    card=figures.CARD, poolstats=figures.LINES, check_keys=figures.CHECK_KEYS, entries=figures.entries,
+    report_health=figures.health, families=figures.FAMILIES, samples=figures.samples,
 )
