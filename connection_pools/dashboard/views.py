@@ -2,7 +2,9 @@
 
 The page holds no logic of its own: it renders the facade's aggregate once for the
 first paint, then its script refreshes every few seconds from the admin API
-(``stats``, ``health``, ``history``). Reset and "Apply suggestions" are plain POST
+(``stats``, ``health``, ``history``). How each kind of pool shows as a card comes from the
+registered kinds' descriptors (:func:`cards`, JSON in the page): the script renders them
+without knowing any kind. Reset and "Apply suggestions" are plain POST
 forms with CSRF (the script asks for confirmation first) that call the facade.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.contrib import admin, messages
@@ -25,7 +27,11 @@ from rest_framework.exceptions import ValidationError
 from .. import conf
 from ..api.bodies import validated
 from ..api.views import ResetStatsView
+from ..core.figures import generic_card
+from ..core.kinds import OTHER_GROUP
 from ..insight import history
+from ..sources.kinds import groups as kind_groups
+from ..sources.kinds import registered
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,15 @@ def staff_required(view: View) -> View:
     return wrapped
 
 
+def cards() -> dict[str, object]:
+    """What the script needs to draw every pool as a card: the groups of ``GET stats`` in order, the kinds
+    each holds, and each kind's card (``*``: a kind no descriptor describes)."""
+    groups = [{"group": group, "kinds": [kind.kind for kind in kinds]} for group, kinds in kind_groups().items()]
+    groups.append({"group": OTHER_GROUP, "kinds": []})
+    described = {kind.kind: kind.card.to_json() for kind in registered() if kind.card is not None}
+    return {"groups": groups, "cards": {**described, "*": generic_card().to_json()}}
+
+
 def _api_base() -> str:
     # The history view lives in the admin API's urls; every endpoint shares its prefix.
     return reverse("connection-pools-history").removesuffix("history")
@@ -61,12 +76,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     from ..service import connection_pool_service
 
     try:
-        stats: dict[str, Any] | None = connection_pool_service.pool_stats()
+        stats: Mapping[str, object] | None = connection_pool_service.pool_stats()
     except Exception:  # the page must render (and say so) even if the aggregate cannot be read
         logger.exception("dashboard: pool_stats() failed")
         stats = None
     try:
-        config: dict[str, Any] | None = connection_pool_service.config()
+        config: Mapping[str, object] | None = connection_pool_service.config()
     except Exception:
         logger.exception("dashboard: config() failed")
         config = None
@@ -82,6 +97,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "history_interval": history.interval(),
         },
         "allow_apply": bool(conf.get("TUNER").get("ALLOW_APPLY")),
+        "kinds": cards(),
     }
     return render(request, "connection_pools/dashboard.html", context)
 

@@ -1,5 +1,8 @@
 /* Connection-pool dashboard: renders the admin API's numbers and refreshes them.
  *
+ * It knows no kind of pool: the page's "cp-kinds" JSON (the registered kinds' descriptors) says which
+ * groups of the stats response hold pools and how each kind's card reads its entry.
+ *
  * No library and no network beyond our own API: cards are plain DOM, charts are
  * inline SVG. Every value is written with textContent (never innerHTML), so pool
  * names or error messages cannot inject markup. */
@@ -9,6 +12,7 @@
   var SVG_NS = "http://www.w3.org/2000/svg";
   var settings = JSON.parse(document.getElementById("cp-settings").textContent);
   var initial = JSON.parse(document.getElementById("cp-initial").textContent) || {};
+  var kinds = JSON.parse(document.getElementById("cp-kinds").textContent);
   var state = {stats: initial.stats, health: null, history: null, server: null, timer: null, busy: false};
 
   function el(tag, attrs, children) {
@@ -42,82 +46,63 @@
     return seconds === null || seconds === undefined ? "–" : Number(seconds).toFixed(2) + " s";
   }
 
-  /* One card's figures, in one shape for database and Redis pools. */
-  function figures(pool) {
-    if (pool.kind === "pgbouncer") {
-      var servers = (pool.sv_active || 0) + (pool.sv_idle || 0) + (pool.sv_used || 0);
-      return {
-        active: pool.sv_active, size: servers, max: servers, overflow: 0,
-        rows: [
-          ["cl_active", "cl_active", num(pool.cl_active)],
-          ["cl_waiting", "cl_waiting", num(pool.cl_waiting)],
-          ["sv_active", "sv_active", num(pool.sv_active)],
-          ["sv_idle", "sv_idle", num(pool.sv_idle)],
-          ["sv_used", "sv_used", num(pool.sv_used)],
-          ["maxwait", "maxwait", lag(pool.maxwait)],
-          ["avg_wait_time", "Avg wait", ms(pool.avg_wait_time)],
-          ["total_xact_count", "Transactions", num(pool.total_xact_count)],
-          ["total_query_count", "Queries", num(pool.total_query_count)]
-        ]
-      };
-    }
-    if (pool.kind === "redis") {
-      return {
-        active: pool.in_use_connections, size: pool.max_connections, max: pool.max_connections, overflow: 0,
-        rows: [
-          ["in_use_connections", "In use", num(pool.in_use_connections)],
-          ["available_connections", "Available", num(pool.available_connections)],
-          ["created_connections", "Created", num(pool.created_connections)],
-          ["peak_in_use", "Peak", num(pool.peak_in_use)],
-          ["checkouts", "Checkouts", num(pool.checkouts)],
-          ["wait_p50", "Wait p50", ms((pool.wait_time || {}).p50)],
-          ["wait_p95", "Wait p95", ms((pool.wait_time || {}).p95)],
-          ["connection_errors", "Errors", num(pool.connection_errors)],
-          ["timeouts", "Timeouts", num(pool.timeouts)]
-        ]
-      };
-    }
-    var rows = [
-      ["active_connections", "Active", num(pool.active_connections)],
-      ["available_connections", "Available", num(pool.available_connections)],
-      ["waiting", "Waiting", num(pool.waiting)],
-      ["peak_connections", "Peak", num(pool.peak_connections)],
-      ["checkouts", "Checkouts", num(pool.checkouts)],
-      ["connections_created", "Created", num(pool.connections_created)],
-      ["wait_p50", "Wait p50", ms((pool.wait_time || {}).p50)],
-      ["wait_p95", "Wait p95", ms((pool.wait_time || {}).p95)],
-      ["connection_errors", "Errors", num(pool.connection_errors)],
-      ["timeouts", "Timeouts", num(pool.timeouts)]
-    ];
-    if (pool.role === "replica") {
-      rows.push(["replica_lag_seconds", "Replica lag", lag(pool.replica_lag_seconds)]);
-      rows.push(["in_rotation", "In rotation", pool.in_rotation === null ? "–" : pool.in_rotation ? "yes" : "no"]);
-    }
-    return {
-      active: pool.active_connections, size: pool.pool_size, overflow: pool.overflow,
-      max: pool.max_size || pool.pool_size + (pool.max_overflow || 0), rows: rows
-    };
+  /* A value of an entry by a dotted path ("wait_time.p95", "pgbouncers.0"). */
+  function valueAt(entry, path) {
+    return path.split(".").reduce(function (value, key) {
+      return value === null || value === undefined ? undefined : value[key];
+    }, entry);
   }
 
+  /* A card template ("pgbouncer {key}", "{pool}") filled from the entry; a list shows comma-separated. */
+  function fill(template, entry, key) {
+    return template.replace(/\{([\w.]+)\}/g, function (match, path) {
+      var value = path === "key" ? key : valueAt(entry, path);
+      if (value === null || value === undefined) return "";
+      return Array.isArray(value) ? value.join(", ") : String(value);
+    });
+  }
+
+  function sum(entry, paths) {
+    return paths.reduce(function (total, path) { return total + (Number(valueAt(entry, path)) || 0); }, 0);
+  }
+
+  var FORMATS = {
+    count: num,
+    ms: ms,
+    seconds: lag,
+    yes_no: function (value) { return value === null || value === undefined ? "–" : value ? "yes" : "no"; }
+  };
+
+  /* Every pool of a stats response as a card: the page's kinds say which group holds which kinds and how each
+   * kind's card reads its entry (the descriptors' cards); an entry of a kind nobody described gets card "*". */
   function allPools(stats) {
     var pools = [];
     if (!stats) return pools;
-    Object.keys(stats.database_pools || {}).sort().forEach(function (alias) {
-      pools.push(Object.assign({alias: alias}, stats.database_pools[alias]));
-    });
-    Object.keys(stats.redis_pools || {}).sort().forEach(function (name) {
-      pools.push(Object.assign({alias: name}, stats.redis_pools[name]));
-    });
-    Object.keys(stats.pgbouncer_pools || {}).sort().forEach(function (key) {
-      var entry = stats.pgbouncer_pools[key];
-      pools.push(Object.assign({alias: key, kind: "pgbouncer", role: (entry.pgbouncers || []).join(", "),
-        pool: "pgbouncer " + key, check: (entry.pgbouncers || [])[0]}, entry));
+    kinds.groups.forEach(function (group) {
+      var entries = stats[group.group] || {};
+      Object.keys(entries).sort().forEach(function (key) {
+        var entry = entries[key], declared = entry.kind;
+        var kind = typeof declared === "string" ? declared : group.kinds.length === 1 ? group.kinds[0] : "*";
+        var card = kinds.cards[kind] || kinds.cards["*"];
+        var role = fill(card.role, entry, key);
+        pools.push({
+          name: fill(card.name, entry, key), label: fill(card.kind, entry, key) + (role ? " · " + role : ""),
+          check: fill(card.health, entry, key),
+          bar: {active: sum(entry, card.active), size: sum(entry, card.size), max: sum(entry, card.max),
+                overflow: sum(entry, card.overflow)},
+          rows: card.figures.filter(function (figure) {
+            return !figure.when || String(valueAt(entry, figure.when[0])) === figure.when[1];
+          }).map(function (figure) {
+            return [figure.field, figure.label, (FORMATS[figure.format] || num)(valueAt(entry, figure.value))];
+          })
+        });
+      });
     });
     return pools;
   }
 
   function healthBadge(pool) {
-    var check = state.health && state.health.pools ? state.health.pools[pool.check || pool.pool] : null;
+    var check = state.health && state.health.pools ? state.health.pools[pool.check] : null;
     if (!check) return el("span", {className: "cp-badge", text: "health: …", "data-field": "health"});
     var text = check.healthy ? "healthy" : "unhealthy";
     if (check.latency_ms !== null && check.latency_ms !== undefined) text += " · " + Number(check.latency_ms).toFixed(1) + " ms";
@@ -158,18 +143,16 @@
       return;
     }
     pools.forEach(function (pool) {
-      var f = figures(pool);
-      var title = el("h3", {}, [el("span", {className: "cp-pool-name", text: pool.pool})]);
-      var kind = pool.kind + (pool.role ? " · " + pool.role : "");
+      var title = el("h3", {}, [el("span", {className: "cp-pool-name", text: pool.name})]);
       var list = el("dl", {className: "cp-figures"});
-      f.rows.forEach(function (row) {
+      pool.rows.forEach(function (row) {
         list.appendChild(el("dt", {text: row[1]}));
         list.appendChild(el("dd", {text: row[2], "data-field": row[0]}));
       });
-      var card = el("article", {className: "cp-card module", "data-pool": pool.pool}, [
+      var card = el("article", {className: "cp-card module", "data-pool": pool.name}, [
         title,
-        el("p", {className: "cp-kind"}, [el("span", {text: kind}), document.createTextNode(" "), healthBadge(pool)])
-      ].concat(usageBar(f), [list]));
+        el("p", {className: "cp-kind"}, [el("span", {text: pool.label}), document.createTextNode(" "), healthBadge(pool)])
+      ].concat(usageBar(pool.bar), [list]));
       container.appendChild(card);
     });
   }
