@@ -9,6 +9,7 @@ from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 
 from . import conf
+from .sources.kinds import Registration
 
 
 def _whole(value: Any, minimum: int, maximum: int) -> bool:
@@ -325,22 +326,25 @@ def check_pgbouncer_detected(app_configs: Any = None, databases: Any = None, **k
 # --- kinds of pool (CONNECTION_POOLS["SOURCES"]) ------------------------------------------------------------
 @register()
 def check_pool_kinds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """connection_pools.E401: a ``SOURCES`` line that does not resolve; W401: a source whose kind no module's
+    """connection_pools.E401: a ``SOURCES`` line that does not work; W401: a source whose kind no module's
     ``KIND`` describes (it is shown anyway, under ``other_pools``); E402: kinds of one group whose entries differ."""
-    from .sources.kinds import groups, registered, resolve
+    from .sources.kinds import groups, resolve
 
     messages: list[CheckMessage] = []
     hint = ("Give the source module KIND = PoolKind(...) (connection_pools.core.kinds) and list the module in "
             "CONNECTION_POOLS['SOURCES']: see docs/api.md, 'Adding a kind of pool'.")
-    described = {kind.kind for kind in registered()}
+    resolved: list[tuple[object, Registration, set[str]]] = []
     for entry in conf.get("SOURCES"):
         try:
             registration = resolve(entry)
-            found = {source.kind for source in registration.discover()}
+            resolved.append((entry, registration, {source.kind for source in registration.discover()}))
         except Exception as exc:  # an import error, or a discover() that fails: one sentence, not a traceback
             messages.append(Error(f"CONNECTION_POOLS['SOURCES'] entry {entry!r} does not work: "
                                   f"{type(exc).__name__}: {exc}", hint=hint, id="connection_pools.E401"))
-            continue
+    if messages:
+        return messages  # the kinds cannot be read while a line does not resolve
+    described = {registration.kind.kind for _, registration, _ in resolved if registration.kind is not None}
+    for entry, registration, found in resolved:
         for kind in sorted(found - described):
             messages.append(CheckWarning(
                 f"CONNECTION_POOLS['SOURCES'] entry {entry!r} yields pools of kind {kind!r}, which no KIND "

@@ -40,8 +40,6 @@ from .core.snapshots import HistogramSnapshot, PoolSnapshot
 from .sources import pgbouncer_figures
 from .sources.kinds import groups, kind_of, registered
 
-__all__ = ["duration", "health", "pool_check", "pools", "recommendation", "server", "stats"]
-
 
 def summary(histogram: HistogramSnapshot) -> DurationSummaryJSON:
     """count, mean, max and p50/p95/p99 (seconds)."""

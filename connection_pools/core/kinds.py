@@ -135,6 +135,9 @@ class PoolKind:
     check_keys: tuple[CheckKey, ...] = ("healthy", "latency_ms", "error")
     #: A failed check of a pool in one of these roles makes the whole system unhealthy (not only degraded).
     essential_roles: frozenset[str] = frozenset()
+    #: Its pools' ``pool_size + max_overflow`` (their config) count against their server's ``max_connections``
+    #: (the connection budget of ``GET health``).
+    server_budget: bool = False
     # --- a report kind ---------------------------------------------------------------------------------
     #: True for a report kind: its sources sample a server into reports (no per-process snapshots).
     reports: bool = False

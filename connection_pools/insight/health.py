@@ -157,7 +157,7 @@ def budgets(pools: Iterable[PoolSnapshot], limits: Mapping[str, ServerLimits]) -
     for pool in pools:
         spec = specs.get(pool.alias)
         size, overflow = pool.config.get("pool_size"), pool.config.get("max_overflow", 0)
-        if pool.kind != "postgresql" or spec is None or isinstance(size, bool) or isinstance(overflow, bool):
+        if not kind_of(pool.kind).server_budget or spec is None or isinstance(size, bool) or isinstance(overflow, bool):
             continue
         if not isinstance(size, int) or not isinstance(overflow, int):
             continue

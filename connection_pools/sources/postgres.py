@@ -96,4 +96,5 @@ KIND = PoolKind(
         pool_size, max_size, lambda pool, now: {key: pool.config.get(key) for key in CONFIG_KEYS}),
     capacity=Capacity(size=pool_size, max=max_size), card=database_kind.CARD, poolstats=database_kind.LINES,
     health=database_kind.database_checks, check_keys=database_kind.CHECK_KEYS, essential_roles=frozenset({"primary"}),
+    server_budget=True,
 )
