@@ -114,6 +114,23 @@ def test_a_drifted_response_fails_the_validation(staff: Client, schema: dict[str
         jsonschema.validate(missing, pool_schema)
 
 
+def test_a_kind_added_by_one_line_is_in_the_schema_and_its_responses_match(staff: Client, settings) -> None:
+    from connection_pools import conf
+
+    settings.CONNECTION_POOLS = {**settings.CONNECTION_POOLS,
+                                 "SOURCES": (*conf.DEFAULTS["SOURCES"], "tests.support.toy_source")}
+    schema = staff.get(API + "schema/").json()
+    assert "busy_widgets" in schema["components"]["schemas"]["ToyPool"]["properties"]
+    with staff_traffic(staff):
+        publish.publish()
+    for path, status in (("stats", 200), ("health?live=1", None)):
+        response = staff.get(API + path)
+        body = response.json()
+        jsonschema.validate(body, response_schema(schema, path.split("?")[0], "get", status or response.status_code))
+    assert body["pools"]["toy_widgets"]["kind"] == "toy"
+    assert staff.get(API + "stats").json()["toy_pools"]["widgets"]["keeps"] == 3
+
+
 class staff_traffic:
     """Some real traffic on every pool (database, replica, Redis main and cache) before a snapshot."""
 
