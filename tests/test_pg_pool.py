@@ -317,3 +317,17 @@ def test_a_missing_internal_is_named_by_the_check(monkeypatch):
         *(f"pool.{name}" for name in compat.POOL_ATTRIBUTES),
         *(f"connection.{name}" for name in compat.CONNECTION_ATTRIBUTES),
     ]
+
+
+def test_pool_of_names_the_pool_a_connection_goes_back_to(small_pool) -> None:
+    wrapper, pool = small_pool()
+    conn = pool.getconn()
+    try:
+        assert compat.pool_of(conn) is pool
+    finally:
+        pool.putconn(conn)
+    plain = psycopg.connect(**wrapper.get_connection_params())
+    try:
+        assert compat.pool_of(plain) is None and compat.pool_of(object()) is None
+    finally:
+        plain.close()

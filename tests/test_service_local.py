@@ -105,6 +105,16 @@ def test_health_checks_every_pool_with_latency_and_the_server_budget() -> None:
     assert budget["ok"] is True
 
 
+@pytest.mark.usefixtures("quiet_background")
+def test_reading_health_checks_but_stores_nothing_only_the_job_does() -> None:
+    assert store.read_view()[1] is None  # no health result yet under this prefix
+    assert connection_pool_service.health()["pools"]["db_default"]["healthy"] is True  # none: checked now
+    assert connection_pool_service.health(live=True)["status"] in ("healthy", "degraded")
+    assert store.read_view()[1] is None and health.latest(None) is None  # a read wrote nothing, anywhere
+    health.job()
+    assert store.read_view()[1] is not None  # the job stores its result for every process
+
+
 def test_a_hung_redis_makes_health_answer_within_its_timeout(settings) -> None:
     # A server that accepts the TCP connection (backlog) and never answers.
     listener = socket.socket()

@@ -7,9 +7,9 @@ The public names stay importable from here: ``from connection_pools.routing impo
 
 from __future__ import annotations
 
+from ..conf.aliases import PRIMARY
 from ..core.context import RouteState
 from .scopes import (
-    PRIMARY,
     Scope,
     Session,
     alias_for_read,

@@ -33,10 +33,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from .. import conf
-from ..conf.aliases import pool_name_for_alias
+from ..conf.aliases import PRIMARY, pool_name_for_alias
 from ..conf.aliases import replica_aliases as configured_replicas
 from ..core.runtime import runtime
-from .scopes import PRIMARY
 
 logger = logging.getLogger(__name__)
 

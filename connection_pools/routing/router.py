@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..conf.aliases import PRIMARY
 from . import replicas
 from . import scopes as routing
 
@@ -28,7 +29,7 @@ class ReplicaRouter:
 
     def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
         """Objects from the primary and its replicas may be related; others: no opinion."""
-        family = {routing.PRIMARY, *replicas.replica_aliases()}
+        family = {PRIMARY, *replicas.replica_aliases()}
         if obj1._state.db in family and obj2._state.db in family:
             return True
         return None

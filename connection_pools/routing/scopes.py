@@ -35,9 +35,8 @@ from typing import Any, Literal, TypeVar
 from django.db import connections
 
 from .. import conf
+from ..conf.aliases import PRIMARY
 from ..core.context import RouteState, current_request
-
-PRIMARY = "default"
 
 ScopeKind = Literal["read_only", "primary"]
 F = TypeVar("F", bound=Callable[..., Any])

@@ -28,6 +28,7 @@ from ...conf import pool_options as options
 from ...core.context import current_request
 from .. import persistent
 from . import attribution, failover, fork
+from .compat import pool_of
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper, metrics_for
 from .pool import DatabaseUnavailable, InstrumentedPool, Process
 
@@ -67,7 +68,7 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
     def _replace_pool(self, stale: InstrumentedPool | None) -> InstrumentedPool:
         if stale is not None:
             if stale.pid != os.getpid():
-                if self.connection is not None and getattr(self.connection, "_pool", None) is stale:
+                if self.connection is not None and pool_of(self.connection) is stale:
                     fork.detach_connection(self.connection)
                     self.connection = None
                 fork.forget_inherited(self.alias, stale, self._connection_pools)

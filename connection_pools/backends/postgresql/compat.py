@@ -25,7 +25,8 @@ private name                            what we need it for
 ``_min_size`` / ``_max_size``,          the common-case checkout and return
 ``_reset``, ``_drained_at``,            (:meth:`checkout_idle`, :meth:`put_idle`): psycopg's
 ``_pool_full_event``,                   own steps and counts in one call, its full path for
-``connection._pool`` / ``_created_at``  anything unusual (getconn/putconn walk ~8 methods each)
+``connection._pool`` / ``_created_at``  anything unusual (getconn/putconn walk ~8 methods each);
+                                        ``_pool`` also says which pool a connection is of (:func:`pool_of`)
 ``_nconns``                             reserve/release a slot for a connection opened in the caller
 ``_waiting``                            fail queued clients at once when the server refuses
 ``_lock``                               the pool's own lock around all of the above
@@ -84,6 +85,13 @@ def missing_internals(pool: Any = None, conn: Any = None) -> list[str]:
     if conn is not None:
         missing += [f"connection.{name}" for name in CONNECTION_ATTRIBUTES if not hasattr(conn, name)]
     return missing
+
+
+def pool_of(conn: object) -> ConnectionPool | None:
+    """The pool a connection came from and goes back to (psycopg's private ``connection._pool``), or None for a
+    connection no pool holds (closed by a reset, opened outside one, not a psycopg connection)."""
+    pool = getattr(conn, "_pool", None)
+    return pool if isinstance(pool, ConnectionPool) else None
 
 
 def expired(conn: Connection[Any], now: float) -> bool:

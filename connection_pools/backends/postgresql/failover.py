@@ -31,10 +31,12 @@ from django.db import connections
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
+from ...conf.aliases import PRIMARY
 from ...core.context import current_request
 from ...routing import replicas
-from ...routing.scopes import PRIMARY, current_state
+from ...routing.scopes import current_state
 from ...routing.statements import is_read_statement
+from .compat import pool_of
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper
 from .pool import DatabaseUnavailable
 
@@ -137,7 +139,7 @@ def give_back(connection: Any) -> None:
     for mark in (LENT_BY, LENT_TO):
         if hasattr(connection, mark):
             delattr(connection, mark)
-    pool = getattr(connection, "_pool", None)
+    pool = pool_of(connection)
     if pool is not None:
         pool.putconn(connection)
     else:

@@ -18,6 +18,7 @@ from ...conf.aliases import pool_name_for_alias
 from ...conf.pool_options import PoolConfig, is_pooled, resolve, role_for, target_of
 from . import fork
 from .base import DatabaseWrapper, live_pool
+from .compat import pool_of
 from .pool import DatabaseUnavailable, InstrumentedPool
 
 __all__ = [
@@ -149,7 +150,7 @@ def after_fork() -> None:
     inherited = {alias: pool for alias, pool in list(pools.items()) if pool.pid != pid}
     for wrapper in connections.all(initialized_only=True):
         conn = wrapper.connection
-        if conn is not None and getattr(conn, "_pool", None) in inherited.values():
+        if conn is not None and pool_of(conn) in inherited.values():
             fork.detach_connection(conn)
             wrapper.connection = None
     for alias, pool in inherited.items():
