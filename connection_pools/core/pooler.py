@@ -268,7 +268,7 @@ class PgBouncerReport:
     def stats_for(self, database: str) -> PgBouncerStats | None:
         return next((s for s in self.stats if s.database == database), None)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         config = {key: value for key, value in asdict(self.config).items() if key != "settings"}
         return {
             "type": self.kind, "name": self.name, "server": self.server, "taken_at": self.taken_at,

@@ -77,7 +77,7 @@ class Recommendation:
     def sort_key(self) -> tuple[int, str, str]:
         return SEVERITY_ORDER.get(self.severity, 9), self.pool, self.rule
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -102,7 +102,7 @@ class ServerBudget:
         """None while the server's limits are unknown."""
         return None if self.available is None else self.configured_total <= self.available
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {**asdict(self), "aliases": list(self.aliases), "ok": self.ok}
 
     @classmethod
@@ -146,7 +146,7 @@ class PoolHealth:
     #: A PgBouncer: its paused databases.
     paused: tuple[str, ...] = ()
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {**asdict(self), "paused": list(self.paused)}
 
     @classmethod
@@ -175,7 +175,7 @@ class HealthReport:
     def pool(self, name: str) -> PoolHealth | None:
         return next((check for check in self.pools if check.name == name), None)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"status": self.status, "checked_at": self.checked_at, "pools": [p.to_wire() for p in self.pools],
                 "budgets": [b.to_wire() for b in self.budgets],
                 "limits": {server: asdict(limits) for server, limits in self.limits.items()}}

@@ -114,7 +114,7 @@ class HistogramSnapshot:
         return DurationSummary(self.count, self.mean, self.max, self.quantile(0.50), self.quantile(0.95),
                                self.quantile(0.99))
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"buckets": list(self.buckets), "count": self.count, "sum": self.sum, "max": self.max}
 
     @classmethod
@@ -150,7 +150,7 @@ class Hold:
     request: str | None = None
     view: str | None = None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"backend_pid": self.backend_pid, "seconds": self.seconds, "request": self.request, "view": self.view}
 
     @classmethod
@@ -221,7 +221,7 @@ class PoolSnapshot:
         return replace(self, counters=Counters(), **_each_histogram(lambda _: HistogramSnapshot()),
                        peak_active=self.gauges.active, reset_at=now, recycle_rate_per_minute=0.0)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         wire = {
             "name": self.name, "kind": self.kind, "role": self.role, "alias": self.alias, "config": dict(self.config),
             "counters": self.counters.to_wire(), "gauges": self.gauges.to_wire(), "peak_active": self.peak_active,
@@ -340,7 +340,7 @@ class ProcessSnapshot:
         pools = tuple(pool.zeroed(now) if everything or pool.name in names else pool for pool in self.pools)
         return replace(self, pools=pools)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, object]:
         return {"v": 1, "host": self.host, "pid": self.pid, "taken_at": self.taken_at, "epoch": self.epoch,
                 "pools": [pool.to_wire() for pool in self.pools]}
 

@@ -136,7 +136,7 @@ class Command(BaseCommand):
             self.stdout.write(format_server(server))
         return code
 
-    def _read(self, pool: str | None, *, per_process: bool) -> tuple[dict[str, Any], HealthJSON | None]:
+    def _read(self, pool: str | None, *, per_process: bool) -> tuple[Mapping[str, object], HealthJSON | None]:
         from connection_pools.service import connection_pool_service
 
         stats = connection_pool_service.pool_stats(per_process=per_process)
@@ -157,8 +157,8 @@ class Command(BaseCommand):
         return stats, health
 
 
-def only_pool(stats: dict[str, Any], health: HealthJSON | None,
-              pool: str) -> tuple[dict[str, Any], HealthJSON | None]:
+def only_pool(stats: Mapping[str, object], health: HealthJSON | None,
+              pool: str) -> tuple[dict[str, object], HealthJSON | None]:
     """Narrow the aggregate (and health) to one pool; CommandError for an unknown name."""
     found = dict(pool_groups(stats))
     known = [str(entry.get("pool")) for entries in found.values() for entry in entries.values() if "pool" in entry]
@@ -167,12 +167,13 @@ def only_pool(stats: dict[str, Any], health: HealthJSON | None,
     narrowed = dict(stats)
     for group, entries in found.items():
         narrowed[group] = {key: entry for key, entry in entries.items() if entry.get("pool") == pool}
-    narrowed["recommendations"] = [r for r in stats.get("recommendations", []) if r.get("pool") == pool]
-    if "per_process" in stats:
+    narrowed["recommendations"] = [r for r in recommendations(stats) if r.get("pool") == pool]
+    processes = stats.get("per_process")
+    if isinstance(processes, dict):
         narrowed["per_process"] = {
             key: {group: {k: v for k, v in entries.items() if v.get("pool") == pool}
                   for group, entries in pool_groups(process)}
-            for key, process in stats["per_process"].items()
+            for key, process in processes.items()
         }
     if health is not None:
         health = {**health, "pools": {k: v for k, v in health["pools"].items() if k == pool}}
