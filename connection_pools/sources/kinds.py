@@ -85,11 +85,16 @@ def registrations() -> tuple[Registration, ...]:
 
 def registered() -> tuple[PoolKind, ...]:
     """Every registered kind, in the order of ``SOURCES`` (each once)."""
+    return tuple(_by_kind().values())
+
+
+@cache
+def _by_kind() -> dict[str, PoolKind]:
     found: dict[str, PoolKind] = {}
     for registration in registrations():
         if registration.kind is not None:
             found.setdefault(registration.kind.kind, registration.kind)
-    return tuple(found.values())
+    return found
 
 
 _warned: set[str] = set()
@@ -98,9 +103,9 @@ _warned_lock = threading.Lock()
 
 def kind_of(kind: str) -> PoolKind:
     """The descriptor of ``kind``: the registered one, else a generic one (logged once per kind)."""
-    for described in registered():
-        if described.kind == kind:
-            return described
+    described = _by_kind().get(kind)
+    if described is not None:
+        return described
     with _warned_lock:
         if kind not in _warned:
             _warned.add(kind)
@@ -126,6 +131,7 @@ def groups() -> dict[str, tuple[PoolKind, ...]]:
 def forget() -> None:
     """Resolve ``SOURCES`` again at the next use."""
     registrations.cache_clear()
+    _by_kind.cache_clear()
 
 
 def _forget(*, setting: str, **kwargs: Any) -> None:
