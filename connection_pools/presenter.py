@@ -16,13 +16,11 @@ from collections.abc import Iterable, Mapping
 
 from .cluster.view import ClusterView, ProcessInfo
 from .core.census import ServerCensus, Session
-from .core.kinds import duration
 from .core.pooler import PgBouncerReport
 from .core.reports import HealthReport, PoolHealth, Recommendation, ServerBudget, Status
 from .core.responses import (
     BudgetJSON,
     CensusJSON,
-    DurationSummaryJSON,
     Groups,
     HealthJSON,
     OwnerKindsJSON,
@@ -36,14 +34,9 @@ from .core.responses import (
     SessionJSON,
     StatsJSON,
 )
-from .core.snapshots import HistogramSnapshot, PoolSnapshot
+from .core.snapshots import PoolSnapshot
 from .sources import pgbouncer_figures
 from .sources.kinds import groups, kind_of, registered
-
-
-def summary(histogram: HistogramSnapshot) -> DurationSummaryJSON:
-    """count, mean, max and p50/p95/p99 (seconds)."""
-    return duration(histogram)
 
 
 def pools(snapshots: Iterable[PoolSnapshot], *, now: float) -> Groups:

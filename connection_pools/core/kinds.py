@@ -17,13 +17,14 @@ its entries, health and metric samples come from its latest reports (``entries``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
 from .figures import ALL_POOL_METRICS, Card, HealthCheck, MetricFamily, Sample, TextBlock
 from .reports import PoolHealth, Report
 from .responses import DurationSummaryJSON, Entry, PoolCheckJSON
-from .snapshots import CATALOGUE, HISTOGRAMS, PoolSnapshot, Scalar
+from .snapshots import CATALOGUE, HISTOGRAMS, HistogramSnapshot, PoolSnapshot, Scalar
+from .statistics import Statistic
 
 #: (pool, now) -> the value of one key of its entry.
 Read: TypeAlias = Callable[[PoolSnapshot, float], object]
@@ -44,7 +45,7 @@ class EntryField:
     help: str = ""
 
 
-def _entry(statistic: str) -> Any:
+def _entry(statistic: str) -> Statistic:
     try:
         return CATALOGUE[statistic]
     except KeyError:
@@ -79,9 +80,11 @@ def computed(name: str, annotation: Any, read: Read, help: str = "") -> EntryFie
     return EntryField(name, annotation, read, help)
 
 
-def duration(histogram: Any) -> DurationSummaryJSON:
-    summary_: DurationSummaryJSON = asdict(histogram.summary())  # type: ignore[assignment]
-    return summary_
+def duration(histogram: HistogramSnapshot) -> DurationSummaryJSON:
+    """count, mean, max and p50/p95/p99 of a histogram (seconds)."""
+    found = histogram.summary()
+    return DurationSummaryJSON(count=found.count, mean=found.mean, max=found.max, p50=found.p50, p95=found.p95,
+                               p99=found.p99)
 
 
 def reading(statistic: str) -> Callable[[PoolSnapshot], int]:
