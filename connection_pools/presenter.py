@@ -21,9 +21,9 @@ from .core.pooler import PgBouncerReport
 from .core.reports import HealthReport, PoolHealth, Recommendation, ServerBudget
 from .core.snapshots import HistogramSnapshot, PoolSnapshot
 
-#: The guide's six PostgreSQL settings (and our pre-ping window), as each pool's ``config`` shows them.
+#: The guide's six PostgreSQL settings (and our pre-ping window and release), as each pool's ``config`` shows them.
 DATABASE_CONFIG_KEYS = ("pool_size", "max_overflow", "pool_timeout", "pool_recycle", "pool_pre_ping", "pool_use_lifo",
-                        "pool_pre_ping_window")
+                        "pool_pre_ping_window", "release")
 
 
 def duration(histogram: HistogramSnapshot) -> dict[str, float]:
@@ -74,6 +74,7 @@ def database_pool(pool: PoolSnapshot, *, now: float) -> dict[str, Any]:
         "fallbacks": counters.fallbacks,
         "wait_time": duration(pool.wait),
         "hold_time": duration(pool.hold),
+        "query_time": duration(pool.query),
         "replica_lag_seconds": gauges.replica_lag_seconds,
         "in_rotation": gauges.in_rotation,
         "processes": pool.processes,

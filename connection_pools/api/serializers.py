@@ -57,6 +57,8 @@ class DatabasePoolConfigSerializer(serializers.Serializer[Shape]):
     pool_pre_ping = serializers.BooleanField(allow_null=True)
     pool_use_lifo = serializers.BooleanField(allow_null=True)
     pool_pre_ping_window = serializers.FloatField(allow_null=True, help_text="seconds")
+    release = serializers.ChoiceField(choices=["request", "transaction"], allow_null=True,
+                                      help_text="When a checked-out connection goes back to its pool.")
 
 
 class DatabasePoolSerializer(serializers.Serializer[Shape]):
@@ -86,6 +88,8 @@ class DatabasePoolSerializer(serializers.Serializer[Shape]):
     fallbacks = serializers.IntegerField()
     wait_time = DurationSummarySerializer()
     hold_time = DurationSummarySerializer()
+    query_time = DurationSummarySerializer(help_text="Per hold: the seconds its connection spent executing "
+                                                     "statements (execute, executemany, commit, rollback).")
     replica_lag_seconds = serializers.FloatField(allow_null=True)
     in_rotation = serializers.BooleanField(allow_null=True)
     processes = serializers.IntegerField()

@@ -346,6 +346,8 @@ class PoolSnapshot:
     peak_active: int = 0
     wait: HistogramSnapshot = field(default_factory=HistogramSnapshot)
     hold: HistogramSnapshot = field(default_factory=HistogramSnapshot)
+    #: Per hold, the seconds its connection spent executing statements (PostgreSQL pools of our engine).
+    query: HistogramSnapshot = field(default_factory=HistogramSnapshot)
     #: Unix time of the last reset (merged: the earliest).
     reset_at: float = 0.0
     processes: int = 1
@@ -371,13 +373,15 @@ class PoolSnapshot:
     def zeroed(self, now: float) -> PoolSnapshot:
         """This pool as just reset: counters, histograms and peak zeroed, live gauges kept."""
         return replace(self, counters=Counters(), wait=HistogramSnapshot(), hold=HistogramSnapshot(),
-                       peak_active=self.gauges.active, reset_at=now, recycle_rate_per_minute=0.0)
+                       query=HistogramSnapshot(), peak_active=self.gauges.active, reset_at=now,
+                       recycle_rate_per_minute=0.0)
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
             "name": self.name, "kind": self.kind, "role": self.role, "alias": self.alias, "config": dict(self.config),
             "counters": self.counters.to_wire(), "gauges": self.gauges.to_wire(), "peak_active": self.peak_active,
-            "wait": self.wait.to_wire(), "hold": self.hold.to_wire(), "reset_at": self.reset_at,
+            "wait": self.wait.to_wire(), "hold": self.hold.to_wire(), "query": self.query.to_wire(),
+            "reset_at": self.reset_at,
             "processes": self.processes, "recycle_rate_per_minute": self.recycle_rate_per_minute,
         }
         if self.backend_pids:  # compact: absent means none
@@ -395,7 +399,8 @@ class PoolSnapshot:
             alias=str(data.get("alias") or ""), config=_scalars(data.get("config")),
             counters=Counters.from_wire(data.get("counters")), gauges=Gauges.from_wire(data.get("gauges")),
             peak_active=_int(data.get("peak_active")), wait=HistogramSnapshot.from_wire(data.get("wait")),
-            hold=HistogramSnapshot.from_wire(data.get("hold")), reset_at=_float(data.get("reset_at")),
+            hold=HistogramSnapshot.from_wire(data.get("hold")), query=HistogramSnapshot.from_wire(data.get("query")),
+            reset_at=_float(data.get("reset_at")),
             processes=max(_int(data.get("processes")), 1),
             recycle_rate_per_minute=_float(data.get("recycle_rate_per_minute")),
             backend_pids=tuple(p for p in data.get("backend_pids") or () if isinstance(p, int)
@@ -413,11 +418,12 @@ def merge_pool(parts: Sequence[PoolSnapshot], *, now: float) -> PoolSnapshot:
     counters = Counters.total([part.counters for part in parts])
     wait = HistogramSnapshot.total([part.wait for part in parts])
     hold = HistogramSnapshot.total([part.hold for part in parts])
+    query = HistogramSnapshot.total([part.query for part in parts])
     config = next((part.config for part in parts if part.config), first.config)
     return PoolSnapshot(
         name=first.name, kind=first.kind, role=first.role, alias=first.alias, config=config, counters=counters,
         gauges=gauges, peak_active=max(part.peak_active for part in parts), wait=wait, hold=hold,
-        reset_at=min((part.reset_at for part in parts if part.reset_at), default=0.0),
+        query=query, reset_at=min((part.reset_at for part in parts if part.reset_at), default=0.0),
         processes=sum(part.processes for part in parts),
         recycle_rate_per_minute=sum(_recycle_rate(part, now) for part in parts),
         holds=tuple(sorted((hold for part in parts for hold in part.holds), key=lambda h: -h.seconds))[

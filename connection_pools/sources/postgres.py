@@ -47,7 +47,7 @@ class PostgresSource(AliasSource):
             snapshot = PoolSnapshot(
                 name=self.name, kind=self.kind, role=self.role, alias=self.alias, config=config,
                 counters=reading.counters, gauges=pool.gauges(), peak_active=max(reading.peak_active, len(pool.leases)),
-                wait=reading.wait, hold=reading.hold, reset_at=reading.reset_at,
+                wait=reading.wait, hold=reading.hold, query=reading.query, reset_at=reading.reset_at,
                 backend_pids=pool.known_backends(), holds=pool.holds(),
             )
         return self.finish(snapshot)
