@@ -5,7 +5,8 @@
 
 The unit of work is ``/wait-between-queries/``: two ORM reads on the primary with 50 ms of waiting
 between them that is not the database's (an external call), under 64 concurrent wrk clients. The
-contenders, all up at once and measured in interleaved rounds (the style of ``bench/run_all.py``):
+contenders, measured in interleaved rounds (the style of ``bench/run_all.py``), each round on a server
+started for it (one contender's idle pool never takes the database server's connections from another):
 
 * **django**: Django's own pooled engine (``bench.settings_plain``): the connection stays out until
   the request ends;
@@ -31,7 +32,6 @@ per statement costs. Ratios from one run; the goals are recorded as met or not, 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import statistics
@@ -166,25 +166,24 @@ def bench_cycles(base: Mapping[str, Any], rounds: int, cycles: int) -> dict[str,
 # --- over HTTP ---------------------------------------------------------------------------------------------
 def run_phase(contenders: dict[str, tuple[Contender, dict[str, str]]], shape: Shape, *, rounds: int,
               duration: float, tag: str) -> dict[str, list[load.LoadResult]]:
-    """Every server of ``contenders`` (key -> contender and pool env) up at once; interleaved wrk rounds,
-    each with the server's connections sampled in ``pg_stat_activity``."""
+    """Interleaved wrk rounds over ``contenders`` (key -> contender and pool env), each on a server of its
+    own started for the round (warmed up, its connections sampled in ``pg_stat_activity``, then stopped):
+    one server's pools at a time on the database server, so none is refused connections because another
+    contender's idle pool holds them (``max_connections`` is 200 here), and each peak is its own."""
     dsn = os.environ.get("DATABASE_URL", "")
-    with contextlib.ExitStack() as stack:
-        servers = {}
-        for key, (contender, env) in contenders.items():
-            servers[key] = stack.enter_context(load.start_server(
-                f"bench-rel-{tag}-{key}", settings=contender.settings, env={**contender.env, **env},
-                workers=shape.workers, threads=shape.threads))
-        for server in servers.values():  # warm up: code paths imported, pools grown to what the load needs
-            load.run_wrk(server.url + shape.path, clients=shape.clients, duration=shape.warm_up)
 
-        def measure(key: str, server: Any) -> load.LoadResult:
-            with load.ConnectionSampler(dsn, f"bench-rel-{tag}-{key}") as sampler:
+    def measure(key: str, entry: tuple[Contender, dict[str, str]]) -> load.LoadResult:
+        contender, env = entry
+        name = f"bench-rel-{tag}-{key}"
+        with load.start_server(name, settings=contender.settings, env={**contender.env, **env},
+                               workers=shape.workers, threads=shape.threads) as server:
+            load.run_wrk(server.url + shape.path, clients=shape.clients, duration=shape.warm_up)  # pools grown
+            with load.ConnectionSampler(dsn, name) as sampler:
                 result = load.run_wrk(server.url + shape.path, clients=shape.clients, duration=duration, label=key)
-            result.max_server_connections = sampler.max
-            return result
+        result.max_server_connections = sampler.max
+        return result
 
-        return run_all.interleave(servers, measure, rounds)
+    return run_all.interleave(contenders, measure, rounds)
 
 
 @dataclass
@@ -285,7 +284,9 @@ def report(outcome: Outcome, *, command: str, before: str, after: str) -> str:
         "`pool_timeout` 30 s, a check at every checkout (our pre-ping, window 0 unless said; Django's "
         "`CONN_HEALTH_CHECKS` = psycopg's `check_connection` for `django` and `real-pool`, which have no "
         "middleware of ours), the same database, views and other middleware. Peak server connections: "
-        "`pg_stat_activity` on the primary, every 50 ms, by each server's `application_name`.",
+        "`pg_stat_activity` on the primary, every 50 ms, by each server's `application_name`, idle pooled "
+        "connections included (what the server pays for); each round runs on a server started for it and warmed "
+        f"up {shape.warm_up:g} s, alone on the database server.",
         "",
         "### What a checkout per statement costs (in process, no HTTP)",
         "",

@@ -104,10 +104,12 @@ class _Metering:
     def close(self) -> None:
         """Close the cursor (as Django's wrapper does through ``__getattr__``); with per-transaction
         release, the connection goes back if this cursor was the last thing holding it."""
-        self.cursor.close()
-        db = self.db
-        if db.releases_per_transaction:
-            release.cursor_closed(db, self)
+        try:
+            self.cursor.close()
+        finally:  # (a server-side cursor whose connection broke fails to close: it holds nothing now)
+            db = self.db
+            if db.releases_per_transaction:
+                release.cursor_closed(db, self)
 
 
 class MeteredCursorWrapper(_Metering, CursorWrapper):
