@@ -68,6 +68,12 @@ class DatabaseWrapper(ReleasePerTransaction, DjangoDatabaseWrapper):
                 return pool
         return self._replace_pool(pool)
 
+    def pool_releases_per_transaction(self) -> bool:
+        # Right after a connect the pool property has already run: the registry holds the current pool.
+        pool = self._connection_pools.get(self.alias)
+        return (pool is not None and pool.per_transaction and pool.pid == Process.pid
+                and _pooled(self.settings_dict))
+
     def _replace_pool(self, stale: InstrumentedPool | None) -> InstrumentedPool:
         if stale is not None:
             if stale.pid != os.getpid():

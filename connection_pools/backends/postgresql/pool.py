@@ -113,6 +113,8 @@ class InstrumentedPool(compat.PoolHooks):
         self.lifo = config.lifo
         self.pre_ping = config.pre_ping
         self.pre_ping_window = config.pre_ping_window
+        #: ``release = "transaction"``: the engine gives connections back after each transaction (:mod:`.release`).
+        self.per_transaction = config.per_transaction
         self.leases = Leases(pool_name_for_alias(alias))
         #: Set when opening a server connection failed; cleared by the next success.
         self.refusing = False

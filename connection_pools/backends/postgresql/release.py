@@ -55,12 +55,16 @@ class ReleasePerTransaction(DjangoDatabaseWrapper):
     #: > 0 while the commit hooks of an outer atomic() block run: the connection stays for them.
     _running_commit_hooks = 0
 
+    def pool_releases_per_transaction(self) -> bool:
+        """True when this wrapper's connections come from a pool with ``release = "transaction"`` (the engine
+        answers from its own pool; cheap: it runs at every connect)."""
+        return False
+
     def connect(self) -> None:
         # Not while connecting: Django's connect() calls set_autocommit(), which would settle.
         self.releases_per_transaction = False
         super().connect()
-        pool = self.pool  # type: ignore[attr-defined]  # ours (base.py): None when not pooled
-        if pool is not None and pool.config.per_transaction:
+        if self.pool_releases_per_transaction():
             self.releases_per_transaction = True
             cursors = self._open_cursors
             if cursors is None:
