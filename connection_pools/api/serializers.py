@@ -88,8 +88,9 @@ class DatabasePoolSerializer(serializers.Serializer[Shape]):
     fallbacks = serializers.IntegerField()
     wait_time = DurationSummarySerializer()
     hold_time = DurationSummarySerializer()
-    query_time = DurationSummarySerializer(help_text="Per hold: the seconds its connection spent executing "
-                                                     "statements (execute, executemany, commit, rollback).")
+    query_time = DurationSummarySerializer(help_text="Per hold that ran statements: the seconds its "
+                                                     "connection spent executing them (execute, executemany, commit, "
+                                                     "rollback).")
     replica_lag_seconds = serializers.FloatField(allow_null=True)
     in_rotation = serializers.BooleanField(allow_null=True)
     processes = serializers.IntegerField()

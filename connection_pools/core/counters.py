@@ -49,7 +49,7 @@ class CountersReading:
     wait: HistogramSnapshot
     hold: HistogramSnapshot
     reset_at: float
-    #: Per hold, the seconds its connection spent executing statements (pools that measure it).
+    #: Per hold that ran statements, the seconds its connection spent executing them (pools that measure it).
     query: HistogramSnapshot = field(default_factory=HistogramSnapshot)
 
 
@@ -77,18 +77,27 @@ class PoolCounters:
                 self._peak = active
             self._wait.add(bucket, wait_seconds)
 
-    def checkin(self, hold_seconds: float | None, query_seconds: float | None = None) -> None:
+    def checkin(self, hold_seconds: float | None, query_seconds: float = 0.0) -> None:
         """A connection came back after ``hold_seconds`` (None: unknown, e.g. dropped by a reset), of
-        which it spent ``query_seconds`` executing statements (None: not measured)."""
+        which it spent ``query_seconds`` executing statements (0: none, or not measured: not observed)."""
         bucket = -1 if hold_seconds is None else bucket_index(hold_seconds)
-        query_bucket = -1 if query_seconds is None else bucket_index(query_seconds)
+        if query_seconds:  # (a second histogram only for holds that ran statements: every return comes here)
+            self._checkin_with_query(bucket, hold_seconds, query_seconds)
+            return
         with self._lock:
             if self._active > 0:
                 self._active -= 1
             if hold_seconds is not None:
                 self._hold.add(bucket, hold_seconds)
-            if query_seconds is not None:
-                self._query.add(query_bucket, query_seconds)
+
+    def _checkin_with_query(self, bucket: int, hold_seconds: float | None, query_seconds: float) -> None:
+        query_bucket = bucket_index(query_seconds)
+        with self._lock:
+            if self._active > 0:
+                self._active -= 1
+            if hold_seconds is not None:
+                self._hold.add(bucket, hold_seconds)
+            self._query.add(query_bucket, query_seconds)
 
     def incr(self, name: CounterName, amount: int = 1) -> None:
         """Add ``amount`` to one counter."""

@@ -346,7 +346,7 @@ class PoolSnapshot:
     peak_active: int = 0
     wait: HistogramSnapshot = field(default_factory=HistogramSnapshot)
     hold: HistogramSnapshot = field(default_factory=HistogramSnapshot)
-    #: Per hold, the seconds its connection spent executing statements (PostgreSQL pools of our engine).
+    #: Per hold that ran statements, the seconds its connection spent executing them (our engine's pools).
     query: HistogramSnapshot = field(default_factory=HistogramSnapshot)
     #: Unix time of the last reset (merged: the earliest).
     reset_at: float = 0.0

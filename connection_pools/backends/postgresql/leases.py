@@ -25,22 +25,16 @@ BACKEND_PID = "cp_backend_pid"
 
 
 #: Seconds the current holder of a connection has spent executing statements on it: added by the cursor
-#: wrapper (:mod:`.metered`) and the engine's commit/rollback, read and zeroed by the pool at each return.
+#: wrapper (:mod:`.metered`) and the engine's commit/rollback, taken (popped) by the pool at each return.
 QUERY_SECONDS = "cp_query_seconds"
 
 
 def add_query_time(conn: Any, seconds: float) -> None:
     """Book ``seconds`` of statement execution to ``conn``'s current hold (no-op for None)."""
     if conn is not None:
-        setattr(conn, QUERY_SECONDS, getattr(conn, QUERY_SECONDS, 0.0) + seconds)
+        booked = conn.__dict__  # (dict operations: this runs for every statement)
+        booked[QUERY_SECONDS] = booked.get(QUERY_SECONDS, 0.0) + seconds
 
-
-def take_query_time(conn: Any) -> float:
-    """The statement seconds booked to ``conn`` since the last call, zeroed."""
-    seconds = getattr(conn, QUERY_SECONDS, 0.0)
-    if seconds:
-        setattr(conn, QUERY_SECONDS, 0.0)
-    return float(seconds)
 
 
 def backend_pid_of(conn: Any) -> int | None:

@@ -39,7 +39,7 @@ from ...core.context import RequestContext, current_request
 from ...core.counters import PoolCounters
 from ...core.snapshots import Gauges, Hold
 from . import compat
-from .leases import BACKEND_PID, Leases, backend_pid_of, take_query_time
+from .leases import BACKEND_PID, QUERY_SECONDS, Leases, backend_pid_of
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -177,7 +177,7 @@ class InstrumentedPool(compat.PoolHooks):
             self.leases.log_long_hold(lease, hold)
         # Recorded before the connection goes back: another thread may take it at once,
         # and "active" must never count it twice.
-        self.counters.checkin(hold, take_query_time(conn))
+        self.counters.checkin(hold, conn.__dict__.pop(QUERY_SECONDS, 0.0))  # (its statements' time, zeroed)
         setattr(conn, ALIVE_AT, now)
         if not self.put_idle(conn, now):
             super().putconn(conn)
