@@ -9,7 +9,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements.txt requirements-dev.txt requirements-bench.txt | sha1sum | cut -c1-12)
 SERVICES := scripts/devservices
 WITH_ENV := set -a && eval "$$($(SERVICES) env)" && SECRET_KEY="$${SECRET_KEY:-$$(scripts/secret-key)}" && set +a &&
 WORKERS ?= 3
@@ -25,7 +25,7 @@ help:
 	@echo "make lint    ruff and mypy --strict"
 	@echo "make bench   run the benchmarks (results in bench/RESULTS.md)"
 
-$(DEPS_STAMP): requirements.txt requirements-dev.txt
+$(DEPS_STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 \

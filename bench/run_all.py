@@ -16,8 +16,8 @@ hits both sides alike:
   best concurrency level, failures only 503 with ``Retry-After``.
 
 Then the other engineers' scripts, ``bench/bench_pool.py``,
-``bench/bench_stats_endpoint.py``, ``bench/bench_pgbouncer.py``, ``bench/bench_asgi.py`` and
-``bench/bench_rollup.py``, when present (they write their own sections).
+``bench/bench_stats_endpoint.py``, ``bench/bench_pgbouncer.py``, ``bench/bench_asgi.py``,
+``bench/bench_rollup.py`` and ``bench/bench_release.py``, when present (they write their own sections).
 Our section of RESULTS.md lies between ``<!-- load-bench:start -->`` and
 ``<!-- load-bench:end -->``; the rest of the file is left alone.
 
@@ -50,7 +50,8 @@ from bench import load  # noqa: E402 - after the sys.path fix above
 from bench import results as results_file  # noqa: E402
 
 SECTION = "load-bench"  # our section of bench/RESULTS.md
-OTHER_SCRIPTS = ("bench_pool.py", "bench_stats_endpoint.py", "bench_pgbouncer.py", "bench_asgi.py", "bench_rollup.py")
+OTHER_SCRIPTS = ("bench_pool.py", "bench_stats_endpoint.py", "bench_pgbouncer.py", "bench_asgi.py", "bench_rollup.py",
+                 "bench_release.py")
 BENCHMARKS = ("pooled", "instrumentation", "overload")
 
 # Server shapes. The comparison servers get few threads so that the database

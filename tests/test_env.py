@@ -31,6 +31,7 @@ def test_defaults_point_at_local_services() -> None:
         "pool_pre_ping": True,
         "pool_use_lifo": True,
         "pool_pre_ping_window": 0.0,
+        "release": "request",
     }
     assert pools["REDIS"]["main"]["max_connections"] == 10
     assert pools["REDIS"]["cache"]["max_connections"] == 50
@@ -46,6 +47,7 @@ def test_guide_tuning_variables_are_read() -> None:
             "DATABASE_POOL_PRE_PING": "off",
             "DATABASE_POOL_USE_LIFO": "false",
             "DATABASE_POOL_PRE_PING_WINDOW": "0.5",
+            "DATABASE_POOL_RELEASE": "Transaction",
             "REDIS_POOL_SIZE": "15",
             "REDIS_MAX_CONNECTIONS": "70",
         }
@@ -58,6 +60,7 @@ def test_guide_tuning_variables_are_read() -> None:
         "pool_pre_ping": False,
         "pool_use_lifo": False,
         "pool_pre_ping_window": 0.5,
+        "release": "transaction",
     }
     assert pools["REDIS"]["main"]["max_connections"] == 15
     assert pools["REDIS"]["cache"]["max_connections"] == 70
@@ -89,6 +92,7 @@ def test_persistent_mode_without_pool() -> None:
         ("DATABASE_POOL_PRE_PING", "maybe", "one of 1/true"),
         ("DATABASE_POOL_USE_LIFO", "2", "one of 1/true"),
         ("DATABASE_POOL_PRE_PING_WINDOW", "-1", "number of seconds >= 0"),
+        ("DATABASE_POOL_RELEASE", "statement", "one of request, transaction"),
         ("REDIS_POOL_SIZE", "many", "whole number >= 1"),
         ("REDIS_MAX_CONNECTIONS", "-3", "whole number >= 1"),
         ("DATABASE_URL", "mysql://u:p@h/db", "PostgreSQL URL"),

@@ -32,7 +32,7 @@ def test_defaults_are_the_guides():
     config = resolved(True)
     assert config.guide_settings() == {"pool_size": 10, "max_overflow": 20, "pool_timeout": 30.0,
                                        "pool_recycle": 3600.0, "pool_pre_ping": True, "pool_use_lifo": True,
-                                       "pool_pre_ping_window": 0.0, "max_idle": 600.0}
+                                       "pool_pre_ping_window": 0.0, "max_idle": 600.0, "release": "request"}
     assert (config.min_size, config.max_size, config.check) == (10, 30, None)
     assert resolved({}) == config
 
@@ -80,6 +80,12 @@ def test_the_pre_ping_in_both_vocabularies():
     assert resolved({"pool_pre_ping_window": 0.5}).pre_ping_window == 0.5
 
 
+def test_release_per_alias_or_by_default():
+    assert not resolved(True).per_transaction  # "request": Django's
+    assert resolved({"release": "transaction"}).per_transaction
+    assert resolve("reports", {"OPTIONS": {"pool": True}}, {**DEFAULTS, "release": "transaction"}).per_transaction
+
+
 @pytest.mark.parametrize(("pool", "message"), [
     ({"min_size": 2, "pool_size": 2}, "as psycopg's 'min_size' and as the guide's 'pool_size'"),
     ({"max_size": 8, "max_overflow": 6}, "as psycopg's 'max_size' and as the guide's 'max_overflow'"),
@@ -98,6 +104,8 @@ def test_the_pre_ping_in_both_vocabularies():
     ({"pool_recycle": 0}, "expected a number of seconds > 0"),
     ({"pool_pre_ping": "yes"}, "expected True or False"),
     ({"pool_pre_ping_window": -1}, "seconds >= 0"),
+    ({"release": "statement"}, r"\['release'\] is 'statement': expected one of 'request', 'transaction'"),
+    ({"release": True}, r"\['release'\] is True: expected one of 'request', 'transaction'"),
     ({"check": 3}, "expected a callable"),
     ({"check": "no.such.module.check"}, "a callable or the dotted path of one"),
     ({"connection_class": dict}, "a subclass of psycopg.Connection"),
@@ -140,6 +148,15 @@ def test_the_system_check_reports_a_bad_alias():
         del connections.settings["broken_pool"]
     assert error.id == "connection_pools.E004" and "'broken_pool'" in error.msg and "'min_size'" in error.msg
     assert check_pool_options() == []
+    settings_dict["OPTIONS"]["pool"] = {"release": "per-query"}
+    connections.settings["broken_release"] = settings_dict
+    try:
+        (error,) = check_pool_options()
+    finally:
+        del connections.settings["broken_release"]
+    assert error.id == "connection_pools.E004" and error.msg == (
+        "DATABASES['broken_release']['OPTIONS']['pool']['release'] is 'per-query': expected one of 'request', "
+        "'transaction'.")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,7 +28,7 @@ def test_every_counter_gauge_and_histogram_is_one_catalogue_entry() -> None:
     for cls in (Counters, Gauges):
         for f in fields(cls):
             assert STATISTIC in f.metadata, f"{cls.__name__}.{f.name} has no catalogue entry"
-    assert set(HISTOGRAMS) == {"wait", "hold"} <= set(CATALOGUE)
+    assert set(HISTOGRAMS) == {"wait", "hold", "query"} <= set(CATALOGUE)
     for name, entry in CATALOGUE.items():
         assert entry.name == name and entry.help.endswith("."), name
         assert entry.type in ("counter", "gauge", "histogram", "setting")

@@ -68,7 +68,7 @@ def test_a_bad_limit_is_a_400(query: str) -> None:
 
 @pytest.mark.parametrize("seconds", ["nan", "inf", "-inf", "1e309", "-1", "31", "x", "%00"])
 def test_a_bad_sleep_is_a_400(seconds: str) -> None:
-    for path in (f"/slow/?seconds={seconds}",):
+    for path in (f"/slow/?seconds={seconds}", f"/wait-between-queries/?seconds={seconds}"):
         response = anonymous().get(path)
         assert response.status_code == 400, (path, response.status_code)
     response = anonymous().post("/slow-write/", f'{{"name": "x", "seconds": "{seconds}"}}',
@@ -105,7 +105,7 @@ def test_head_is_answered_wherever_get_is() -> None:
     routes = sample_routes()
     assert "/admin/connection-pools/" in routes and "/items/" in routes and "/metrics" in routes
     for route in routes:
-        path = route + ("?seconds=0" if route == "/slow/" else "")
+        path = route + ("?seconds=0" if route in ("/slow/", "/wait-between-queries/") else "")
         get, head = client.get(path), client.head(path)
         assert head.status_code == get.status_code, (route, get.status_code, head.status_code)
         assert head.content == b"", route

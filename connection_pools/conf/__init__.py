@@ -27,6 +27,9 @@ DATABASE_POOL_DEFAULTS: dict[str, Any] = {
     # Ours: a connection proved alive less than this many seconds ago is handed out without
     # a ping (0: ping on every checkout, as the guide says).
     "pool_pre_ping_window": 0.0,
+    # Ours: when a checked-out connection goes back to its pool. "request": at the end of the request
+    # (Django's pool); "transaction": as soon as no transaction, atomic() block or open cursor holds it.
+    "release": "request",
 }
 
 #: The guide's Redis pool settings. ``cache`` is the larger, high-throughput pool.

@@ -22,6 +22,7 @@ from .. import conf
 from ..core.masking import mask_text
 from ..core.typed_numbers import decimal_number, whole_number
 from . import DATABASE_POOL_DEFAULTS, REDIS_POOL_DEFAULTS
+from .pool_options import RELEASE_MODES
 
 ENGINE = "connection_pools.backends.postgresql"
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
@@ -195,7 +196,7 @@ def replica_urls(environ: Environ) -> list[str]:
 
 
 def database_pool_settings(environ: Environ) -> dict[str, Any]:
-    """The guide's six PostgreSQL pool settings from ``DATABASE_POOL_*``."""
+    """The guide's six PostgreSQL pool settings (and ours) from ``DATABASE_POOL_*``."""
     d = DATABASE_POOL_DEFAULTS
     most = conf.MAX_POOL_CONNECTIONS
     return {
@@ -209,6 +210,7 @@ def database_pool_settings(environ: Environ) -> dict[str, Any]:
         "pool_use_lifo": env_bool(environ, "DATABASE_POOL_USE_LIFO", d["pool_use_lifo"]),
         "pool_pre_ping_window": env_float(environ, "DATABASE_POOL_PRE_PING_WINDOW", d["pool_pre_ping_window"],
                                           maximum=conf.MAX_WAIT_SECONDS),
+        "release": env_choice(environ, "DATABASE_POOL_RELEASE", d["release"], RELEASE_MODES),
     }
 
 

@@ -14,6 +14,10 @@ the guide                     psycopg                      note
 ``pool_use_lifo``             --                           ours: psycopg is FIFO only
 ``pool_pre_ping_window``      --                           ours: skip the ping of a connection
                                                            proved alive that recently
+``release``                   --                           ours: ``"request"`` (Django's: a connection
+                                                           stays out until the request ends) or
+                                                           ``"transaction"`` (back after each statement
+                                                           outside a transaction)
 ============================  ===========================  ==============================
 
 The same setting given in both vocabularies, an unknown key, or a value of the wrong
@@ -42,7 +46,7 @@ GUIDE_TO_PSYCOPG: dict[str, str] = {
     "pool_pre_ping": "check",
 }
 #: The guide's settings (and ours) that psycopg has no name for.
-OUR_KEYS = ("pool_use_lifo", "pool_pre_ping_window")
+OUR_KEYS = ("pool_use_lifo", "pool_pre_ping_window", "release")
 GUIDE_KEYS = (*GUIDE_TO_PSYCOPG, *OUR_KEYS)
 #: psycopg_pool.ConnectionPool keywords a user may set in OPTIONS["pool"].
 PSYCOPG_KEYS = (
@@ -61,6 +65,13 @@ DEFAULT_MAX_WAITING = 0
 DEFAULT_RECONNECT_TIMEOUT = 300.0
 DEFAULT_NUM_WORKERS = 3
 
+#: When a checked-out connection goes back to its pool (``OPTIONS["pool"]["release"]``): at the end of
+#: the request, as with Django's pool, or as soon as no transaction, atomic() block or cursor holds it
+#: (:mod:`connection_pools.backends.postgresql.release`).
+RELEASE_REQUEST = "request"
+RELEASE_TRANSACTION = "transaction"
+RELEASE_MODES = (RELEASE_REQUEST, RELEASE_TRANSACTION)
+
 Check = Callable[[Any], object]
 
 _MISSING = object()
@@ -77,6 +88,7 @@ class GuideSettings(TypedDict):
     pool_use_lifo: bool
     pool_pre_ping_window: float
     max_idle: float
+    release: str
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,8 @@ class PoolConfig:
     pre_ping: bool = True
     #: Seconds after which a connection proved alive must be pinged again (0: always).
     pre_ping_window: float = 0.0
+    #: When a checked-out connection goes back: ``"request"`` or ``"transaction"`` (:data:`RELEASE_MODES`).
+    release: str = RELEASE_REQUEST
     #: The pre-ping function when it is not ours (a user's ``check``, or psycopg's
     #: ``check_connection`` when Django's ``CONN_HEALTH_CHECKS`` asks for one).
     check: Check | None = None
@@ -122,8 +136,13 @@ class PoolConfig:
         return GuideSettings(
             pool_size=self.min_size, max_overflow=self.max_overflow, pool_timeout=self.timeout,
             pool_recycle=self.max_lifetime, pool_pre_ping=self.pre_ping, pool_use_lifo=self.lifo,
-            pool_pre_ping_window=self.pre_ping_window, max_idle=self.max_idle,
+            pool_pre_ping_window=self.pre_ping_window, max_idle=self.max_idle, release=self.release,
         )
+
+    @property
+    def per_transaction(self) -> bool:
+        """True when connections go back after each transaction (``release = "transaction"``)."""
+        return self.release == RELEASE_TRANSACTION
 
     def psycopg_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg_pool.ConnectionPool`` (without ``kwargs``/``configure``)."""
@@ -186,6 +205,11 @@ class _Reader:
             bound = ">= 0" if zero else "> 0"
             raise self.bad(key, value, f"a number of seconds {bound}" + ("" if infinite else " (finite)"))
         return float(value)
+
+    def choice(self, key: str, value: Any, choices: tuple[str, ...]) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise self.bad(key, value, "one of " + ", ".join(repr(choice) for choice in choices))
+        return value
 
     def switch(self, key: str, value: Any) -> bool:
         if not isinstance(value, bool):
@@ -300,6 +324,8 @@ def resolve(alias: str, settings_dict: Mapping[str, Any], defaults: Mapping[str,
     lifo = reader.switch(key, value)
     reader, key, value = pick("pool_pre_ping_window")
     window = 0.0 if value is _MISSING else reader.seconds(key, value, zero=True)
+    reader, key, value = pick("release")
+    release = RELEASE_REQUEST if value is _MISSING else reader.choice(key, value, RELEASE_MODES)
 
     check: Check | None = None
     if "check" in options:
@@ -340,6 +366,7 @@ def resolve(alias: str, settings_dict: Mapping[str, Any], defaults: Mapping[str,
         lifo=lifo,
         pre_ping=pre_ping,
         pre_ping_window=window,
+        release=release,
         check=check,
         configure=mine.callable_or_none("configure", options.get("configure")),
         reset=mine.callable_or_none("reset", options.get("reset")),

@@ -1,4 +1,4 @@
-"""The counters a pool owns: counts, the in-use peak and wait/hold histograms, thread-safe.
+"""The counters a pool owns: counts, the in-use peak and wait/hold/query histograms, thread-safe.
 
 A pool records into its own :class:`PoolCounters` (as psycopg_pool owns its ``_stats``);
 its source reads them with :meth:`PoolCounters.read`. Updates take a short lock around
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .snapshots import BUCKET_BOUNDS, CounterName, Counters, HistogramSnapshot, bucket_index
 
@@ -49,6 +49,8 @@ class CountersReading:
     wait: HistogramSnapshot
     hold: HistogramSnapshot
     reset_at: float
+    #: Per hold that ran statements, the seconds its connection spent executing them (pools that measure it).
+    query: HistogramSnapshot = field(default_factory=HistogramSnapshot)
 
 
 class PoolCounters:
@@ -61,6 +63,7 @@ class PoolCounters:
         self._peak = 0
         self._wait = Histogram()
         self._hold = Histogram()
+        self._query = Histogram()
         self.reset_at = time.time()
 
     # -- the hot path ---------------------------------------------------------------------------
@@ -74,14 +77,27 @@ class PoolCounters:
                 self._peak = active
             self._wait.add(bucket, wait_seconds)
 
-    def checkin(self, hold_seconds: float | None) -> None:
-        """A connection came back after ``hold_seconds`` (None: unknown, e.g. dropped by a reset)."""
+    def checkin(self, hold_seconds: float | None, query_seconds: float = 0.0) -> None:
+        """A connection came back after ``hold_seconds`` (None: unknown, e.g. dropped by a reset), of
+        which it spent ``query_seconds`` executing statements (0: none, or not measured: not observed)."""
         bucket = -1 if hold_seconds is None else bucket_index(hold_seconds)
+        if query_seconds:  # (a second histogram only for holds that ran statements: every return comes here)
+            self._checkin_with_query(bucket, hold_seconds, query_seconds)
+            return
         with self._lock:
             if self._active > 0:
                 self._active -= 1
             if hold_seconds is not None:
                 self._hold.add(bucket, hold_seconds)
+
+    def _checkin_with_query(self, bucket: int, hold_seconds: float | None, query_seconds: float) -> None:
+        query_bucket = bucket_index(query_seconds)
+        with self._lock:
+            if self._active > 0:
+                self._active -= 1
+            if hold_seconds is not None:
+                self._hold.add(bucket, hold_seconds)
+            self._query.add(query_bucket, query_seconds)
 
     def incr(self, name: CounterName, amount: int = 1) -> None:
         """Add ``amount`` to one counter."""
@@ -112,7 +128,7 @@ class PoolCounters:
         """A consistent copy of everything."""
         with self._lock:
             return CountersReading(Counters(**self._counts), self._active, self._peak, self._wait.read(),
-                                   self._hold.read(), self.reset_at)
+                                   self._hold.read(), self.reset_at, self._query.read())
 
     def reset(self) -> None:
         """Zero counts, histograms and the peak (to what is in use now); what is in use stays."""
@@ -121,4 +137,5 @@ class PoolCounters:
             self._peak = self._active
             self._wait = Histogram()
             self._hold = Histogram()
+            self._query = Histogram()
             self.reset_at = time.time()

@@ -128,6 +128,8 @@ POOL_METRICS: tuple[PoolMetric, ...] = (
     _pool("timeouts", "counter", "Checkouts that gave up waiting (pool_timeout).", "timeouts"),
     _pool("fallbacks", "counter", "Reads sent elsewhere because this replica could not serve them.", "fallbacks"),
     _pool("wait_seconds", "histogram", "Seconds waited for a connection.", "wait"),
+    _pool("hold_seconds", "histogram", "Seconds a connection was held, checkout to return.", "hold"),
+    _pool("query_seconds", "histogram", "Per hold that ran statements, the seconds spent executing them.", "query"),
 )
 ALL_POOL_METRICS: frozenset[str] = frozenset(metric.family.name for metric in POOL_METRICS)
 

@@ -187,6 +187,8 @@ class PoolSnapshot:
                                     metadata=histogram("Seconds waited for a connection."))
     hold: HistogramSnapshot = field(default_factory=HistogramSnapshot,
                                     metadata=histogram("Seconds a connection was held, checkout to return."))
+    query: HistogramSnapshot = field(default_factory=HistogramSnapshot, metadata=histogram(
+        "Per hold that ran statements, the seconds its connection spent executing them (our engine's pools)."))
     #: Unix time of the last reset (merged: the earliest).
     reset_at: float = 0.0
     processes: int = 1

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TypedDict
 
 from ..core.reports import Recommendation, ServerBudget, Severity
-from ..core.snapshots import PoolSnapshot
+from ..core.snapshots import PoolSnapshot, Scalar
 
 # Thresholds (kept here so tests and docs can name them).
 MIN_CHECKOUTS = 20  # fewer checkouts than this are no evidence about waits
@@ -31,6 +31,11 @@ RECYCLE_TARGET = 1800.0  # seconds of pool_recycle we suggest at least
 IDLE_MIN_WINDOW = 1800.0  # "long": half an hour of statistics
 IDLE_MIN_CHECKOUTS = 100
 REDIS_NEAR_LIMIT = 0.8  # share of max_connections in use at the peak
+# Request-scoped holds that dwarf their statements (docs/postgresql-pools.md, "Per-transaction release"):
+# a connection is in use for its hold time, and with release "transaction" only for about its statements'
+# time, so the ratio of the sums is about how many times fewer connections the same traffic would need.
+HOLD_QUERY_RATIO = 4.0  # hold time at least this many times the statement time: a quarter of the connections
+HOLD_MIN_MEAN = 0.01  # seconds: shorter mean holds cost little connection time whatever the ratio
 
 
 class Bounds(TypedDict):
@@ -56,7 +61,7 @@ Rule = Callable[[PoolSnapshot, Bounds, float], "Recommendation | None"]
 
 
 def _rec(pool: PoolSnapshot | str, rule: str, issue: str, suggestion: str, severity: Severity, setting: str,
-         current: int | float | bool | None, suggested: int | float | bool | None) -> Recommendation:
+         current: Scalar, suggested: Scalar) -> Recommendation:
     name = pool if isinstance(pool, str) else pool.name
     return Recommendation(pool=name, rule=rule, issue=issue, suggestion=suggestion, severity=severity,
                           setting=setting, current_value=current, suggested_value=suggested)
@@ -160,6 +165,24 @@ def over_provisioned(pool: PoolSnapshot, bounds: Bounds = DEFAULT_BOUNDS, now: f
                 f"in {window / 60:.0f} min)", "low", "pool_size", size, suggested)
 
 
+def hold_dwarfs_query(pool: PoolSnapshot, bounds: Bounds = DEFAULT_BOUNDS, now: float = 0.0) -> Recommendation | None:
+    """Request-scoped connections held far longer than their statements run: suggest ``release = "transaction"``."""
+    if pool.kind != "postgresql" or pool.config.get("release") != "request":
+        return None
+    hold, query = pool.hold, pool.query
+    if min(hold.count, query.count) < MIN_CHECKOUTS or query.sum <= 0 or hold.mean < HOLD_MIN_MEAN:
+        return None
+    ratio = hold.sum / query.sum
+    if ratio < HOLD_QUERY_RATIO:
+        return None
+    pressed = pool.counters.timeouts or pool.wait.quantile(0.95) >= HIGH_WAIT_P95
+    return _rec(pool, "hold_dwarfs_query", "Connections held far longer than they are used",
+                f"Set OPTIONS['pool']['release'] = 'transaction' (env DATABASE_POOL_RELEASE=transaction): a hold "
+                f"lasts {hold.mean * 1000:.0f} ms on average, its statements {query.mean * 1000:.1f} ms "
+                f"({ratio:.0f}x); released after each transaction, about 1/{ratio:.0f} of the connections would "
+                "serve the same traffic", "medium" if pressed else "low", "release", "request", "transaction")
+
+
 # --- Redis pool rules ----------------------------------------------------------------------------
 def redis_near_limit(pool: PoolSnapshot, bounds: Bounds = DEFAULT_BOUNDS, now: float = 0.0) -> Recommendation | None:
     """A process's Redis pool peaked near ``max_connections``: raise it."""
@@ -196,7 +219,8 @@ def budget_overrun(budget: ServerBudget) -> Recommendation | None:
 
 
 POOL_RULES: tuple[Rule, ...] = (
-    exhaustion, high_wait, connection_errors, pre_ping_off, recycle_rate, over_provisioned, redis_near_limit,
+    exhaustion, high_wait, connection_errors, pre_ping_off, recycle_rate, over_provisioned, hold_dwarfs_query,
+    redis_near_limit,
 )
 
 

@@ -49,12 +49,13 @@ def database_fields(pool_size: Size, max_size: Size, config: Read) -> tuple[Entr
         shows("fallbacks", "fallbacks"),
         summary("wait_time", "wait"),
         summary("hold_time", "hold"),
+        summary("query_time", "query"),
         shows("replica_lag_seconds", "replica_lag_seconds"),
         shows("in_rotation", "in_rotation"),
         *extent(),
         computed("config", dict[str, int | float | bool | str | None], config,
                  "PostgreSQL pools: the guide's settings (pool_size, max_overflow, pool_timeout, pool_recycle, "
-                 "pool_pre_ping, pool_use_lifo, pool_pre_ping_window); persistent connections: conn_max_age."),
+                 "pool_pre_ping, pool_use_lifo, pool_pre_ping_window, release); persistent connections: conn_max_age."),
     )
 
 
@@ -63,7 +64,8 @@ CARD = Card(
         Figure("active_connections", "Active"), Figure("available_connections", "Available"),
         Figure("waiting", "Waiting"), Figure("peak_connections", "Peak"), Figure("checkouts", "Checkouts"),
         Figure("connections_created", "Created"), Figure("wait_p50", "Wait p50", "wait_time.p50", "ms"),
-        Figure("wait_p95", "Wait p95", "wait_time.p95", "ms"), Figure("connection_errors", "Errors"),
+        Figure("wait_p95", "Wait p95", "wait_time.p95", "ms"), Figure("hold_mean", "Hold avg", "hold_time.mean", "ms"),
+        Figure("query_mean", "Queries per hold", "query_time.mean", "ms"), Figure("connection_errors", "Errors"),
         Figure("timeouts", "Timeouts"),
         Figure("replica_lag_seconds", "Replica lag", format="seconds", when=("role", "replica")),
         Figure("in_rotation", "In rotation", format="yes_no", when=("role", "replica")),
@@ -80,6 +82,8 @@ LINES = TextBlock(lines=(
              "{recycled}  errors {connection_errors}  timeouts {timeouts}  fallbacks {fallbacks}"),
     TextLine("  wait avg {average_wait_time:ms}  p50 {wait_time[p50]:ms}  p95 {wait_time[p95]:ms}  p99 "
              "{wait_time[p99]:ms}", tails=(("replica_lag_seconds", "  replica lag {replica_lag_seconds:.2f} s"),)),
+    TextLine("  hold avg {hold_time[mean]:ms}  p95 {hold_time[p95]:ms}  statements per hold avg "
+             "{query_time[mean]:ms}  p95 {query_time[p95]:ms}"),
 ))
 
 #: What ``GET health`` shows of a database check.

@@ -56,7 +56,7 @@ OPEN = reading("open")
 KIND = PoolKind(
     kind="persistent", group="database_pools", schema_name="DatabasePool",
     fields=database_kind.database_fields(OPEN, OPEN, config_shown),
-    capacity=Capacity(size=OPEN, max=OPEN), metrics=ALL_POOL_METRICS - {"overflow_connections"},
+    capacity=Capacity(size=OPEN, max=OPEN), metrics=ALL_POOL_METRICS - {"overflow_connections", "query_seconds"},
     card=database_kind.CARD, poolstats=database_kind.LINES, health=database_kind.persistent_checks,
     check_keys=database_kind.CHECK_KEYS, essential_roles=frozenset({"primary"}),
 )

@@ -19,9 +19,9 @@ from ..core.snapshots import Config, Gauges, PoolSnapshot, Scalar
 from . import database_kind
 from .replica import AliasSource
 
-#: The guide's six settings (and our pre-ping window), as each pool's ``config`` shows them.
+#: The guide's six settings (and our pre-ping window and release), as each pool's ``config`` shows them.
 CONFIG_KEYS = ("pool_size", "max_overflow", "pool_timeout", "pool_recycle", "pool_pre_ping", "pool_use_lifo",
-               "pool_pre_ping_window")
+               "pool_pre_ping_window", "release")
 
 
 class PostgresSource(AliasSource):
@@ -54,7 +54,7 @@ class PostgresSource(AliasSource):
             snapshot = PoolSnapshot(
                 name=self.name, kind=self.kind, role=self.role, alias=self.alias, config=config,
                 counters=reading.counters, gauges=pool.gauges(), peak_active=max(reading.peak_active, len(pool.leases)),
-                wait=reading.wait, hold=reading.hold, reset_at=reading.reset_at,
+                wait=reading.wait, hold=reading.hold, query=reading.query, reset_at=reading.reset_at,
                 backend_pids=pool.known_backends(), holds=pool.holds(),
             )
         return self.finish(snapshot)

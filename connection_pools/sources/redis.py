@@ -87,7 +87,7 @@ KIND = PoolKind(
         computed("config", dict[str, int | float | bool | str | None], config_shown),
     ),
     capacity=Capacity(size=MAX_CONNECTIONS, max=MAX_CONNECTIONS),
-    metrics=ALL_POOL_METRICS - {"overflow_connections", "connections_recycled", "fallbacks"},
+    metrics=ALL_POOL_METRICS - {"overflow_connections", "connections_recycled", "fallbacks", "query_seconds"},
     card=Card(
         figures=(
             Figure("in_use_connections", "In use"), Figure("available_connections", "Available"),

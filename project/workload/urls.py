@@ -10,6 +10,7 @@ urlpatterns = [
     path("cached-count/", views.cached_count, name="cached-count"),
     path("slow/", views.slow, name="slow"),
     path("slow-write/", views.slow_write, name="slow-write"),
+    path("wait-between-queries/", views.wait_between_queries, name="wait-between-queries"),
     # Async views (served in the event loop under ASGI, through async_to_sync under WSGI).
     path("async/one-query/", views.one_query_async, name="async-one-query"),
     path("async/one-query-shared-thread/", views.one_query_shared_thread, name="async-one-query-shared-thread"),

@@ -17,7 +17,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
-from django.db import connection, connections, router, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, router, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -147,6 +147,21 @@ def slow(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(%s)", [seconds])
     return JsonResponse({"slept": round(time.monotonic() - started, 3)})
+
+
+@require_safe
+def wait_between_queries(request: HttpRequest) -> JsonResponse:
+    """Two reads on the primary with ``?seconds=`` (0 to 30, default 0.05) of waiting between them that
+    is not the database's, as a view calling another service does: ``bench/bench_release.py``'s unit of
+    work (with ``release = "transaction"`` no connection is held during the wait)."""
+    try:
+        seconds = 0.05 if request.GET.get("seconds") is None else seconds_from_query(request.GET.get("seconds"))
+    except InvalidInput as exc:
+        return _invalid(exc)
+    count = Item.objects.using(DEFAULT_DB_ALIAS).count()
+    time.sleep(seconds)  # the external call
+    latest = list(Item.objects.using(DEFAULT_DB_ALIAS).order_by("-id").values_list("id", flat=True)[:5])
+    return JsonResponse({"count": count, "latest": latest, "waited": seconds})
 
 
 @csrf_exempt

@@ -16,6 +16,7 @@ statistics from :mod:`connection_pools.pools.persistent`).
 from __future__ import annotations
 
 import os
+from time import perf_counter
 from typing import Any
 
 from django.db.backends.base.base import NO_DB_ALIAS
@@ -29,8 +30,10 @@ from ...core.context import current_request
 from .. import persistent
 from . import attribution, failover, fork
 from .compat import pool_of
+from .leases import add_query_time
 from .metered import MeteredCursorDebugWrapper, MeteredCursorWrapper, metrics_for
 from .pool import DatabaseUnavailable, InstrumentedPool, Process
+from .release import ReleasePerTransaction
 
 
 def _pooled(settings_dict: dict[str, Any]) -> bool:
@@ -39,8 +42,9 @@ def _pooled(settings_dict: dict[str, Any]) -> bool:
     return pool is not None and pool is not False and pool != 0
 
 
-class DatabaseWrapper(DjangoDatabaseWrapper):
-    """Django's PostgreSQL ``DatabaseWrapper`` with an instrumented pool per alias and process."""
+class DatabaseWrapper(ReleasePerTransaction, DjangoDatabaseWrapper):
+    """Django's PostgreSQL ``DatabaseWrapper`` with an instrumented pool per alias and process (and, with
+    ``OPTIONS["pool"]["release"] = "transaction"``, its connection back after each transaction: :mod:`.release`)."""
 
     # Our own registry (Django's is shared by every PostgreSQL wrapper class).
     _connection_pools: dict[str, InstrumentedPool] = {}
@@ -64,6 +68,12 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
             if pool.target == options.target_of(settings_dict):
                 return pool
         return self._replace_pool(pool)
+
+    def pool_releases_per_transaction(self) -> bool:
+        # Right after a connect the pool property has already run: the registry holds the current pool.
+        pool = self._connection_pools.get(self.alias)
+        return (pool is not None and pool.per_transaction and pool.pid == Process.pid
+                and _pooled(self.settings_dict))
 
     def _replace_pool(self, stale: InstrumentedPool | None) -> InstrumentedPool:
         if stale is not None:
@@ -116,14 +126,32 @@ class DatabaseWrapper(DjangoDatabaseWrapper):
         return attribution.apply(self.alias, super().get_connection_params())
 
     def make_cursor(self, cursor: Any) -> MeteredCursorWrapper:
-        if failover.is_replica(self.alias):
-            return failover.ReplicaCursorWrapper(cursor, self)
-        return MeteredCursorWrapper(cursor, self)
+        wrapped = (failover.ReplicaCursorWrapper(cursor, self) if failover.is_replica(self.alias)
+                   else MeteredCursorWrapper(cursor, self))
+        if self.releases_per_transaction:
+            self.track_cursor(wrapped)
+        return wrapped
 
     def make_debug_cursor(self, cursor: Any) -> MeteredCursorDebugWrapper:
-        if failover.is_replica(self.alias):
-            return failover.ReplicaCursorDebugWrapper(cursor, self)
-        return MeteredCursorDebugWrapper(cursor, self)
+        wrapped = (failover.ReplicaCursorDebugWrapper(cursor, self) if failover.is_replica(self.alias)
+                   else MeteredCursorDebugWrapper(cursor, self))
+        if self.releases_per_transaction:
+            self.track_cursor(wrapped)
+        return wrapped
+
+    def _commit(self) -> None:
+        started = perf_counter()
+        try:
+            super()._commit()  # type: ignore[misc]  # Django's private hook, missing from django-stubs
+        finally:
+            add_query_time(self.connection, perf_counter() - started)  # the pool's query time per hold
+
+    def _rollback(self) -> None:
+        started = perf_counter()
+        try:
+            super()._rollback()  # type: ignore[misc]  # Django's private hook, missing from django-stubs
+        finally:
+            add_query_time(self.connection, perf_counter() - started)
 
     def close_if_health_check_failed(self) -> None:
         """Drop a connection already known to be broken before the next cursor.

@@ -183,6 +183,7 @@ class ReplicaReadRetry:
         db.close()  # the broken connection goes back (the pool discards it)
         db.ensure_connection()  # the replica again, or a lent one when it is down
         self.cursor = db.create_cursor(None)
+        db.track_cursor(self)  # per-transaction release: this cursor now holds the new connection
 
 
 class ReplicaCursorWrapper(ReplicaReadRetry, MeteredCursorWrapper):

@@ -24,6 +24,19 @@ from ...core.snapshots import Hold
 BACKEND_PID = "cp_backend_pid"
 
 
+#: Seconds the current holder of a connection has spent executing statements on it: added by the cursor
+#: wrapper (:mod:`.metered`) and the engine's commit/rollback, taken (popped) by the pool at each return.
+QUERY_SECONDS = "cp_query_seconds"
+
+
+def add_query_time(conn: Any, seconds: float) -> None:
+    """Book ``seconds`` of statement execution to ``conn``'s current hold (no-op for None)."""
+    if conn is not None:
+        booked = conn.__dict__  # (dict operations: this runs for every statement)
+        booked[QUERY_SECONDS] = booked.get(QUERY_SECONDS, 0.0) + seconds
+
+
+
 def backend_pid_of(conn: Any) -> int | None:
     """The backend pid the pool recorded for ``conn`` (None for a connection it did not open)."""
     pid = getattr(conn, BACKEND_PID, None)

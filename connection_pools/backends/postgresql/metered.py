@@ -28,7 +28,8 @@ from django_prometheus.db import (
     query_duration_seconds,
 )
 
-from . import transaction_pooling
+from . import release, transaction_pooling
+from .leases import add_query_time
 
 
 class QueryMetrics:
@@ -59,13 +60,17 @@ def metrics_for(alias: str, vendor: str) -> QueryMetrics:
 
 
 class _Metering:
-    """Counts and times ``execute`` / ``executemany`` of Django's cursor wrapper."""
+    """Counts and times ``execute`` / ``executemany`` of Django's cursor wrapper (the time also goes to
+    the connection's current hold: the pool's ``query`` histogram), and reports ``close()`` to the
+    per-transaction release (:mod:`.release`)."""
 
     db: Any
+    cursor: Any
 
     def execute(self, sql: Any, params: Any = None) -> Any:
-        transaction_pooling.guard(self.db.alias, sql)
-        metrics = metrics_for(self.db.alias, self.db.vendor)
+        db = self.db
+        transaction_pooling.guard(db.alias, sql, per_transaction=db.releases_per_transaction)
+        metrics = metrics_for(db.alias, db.vendor)
         metrics.executed.inc()
         started = perf_counter()
         try:
@@ -74,11 +79,14 @@ class _Metering:
             metrics.error(exc)
             raise
         finally:
-            metrics.duration.observe(perf_counter() - started)
+            elapsed = perf_counter() - started
+            metrics.duration.observe(elapsed)
+            add_query_time(db.connection, elapsed)
 
     def executemany(self, sql: Any, param_list: Sequence[Any]) -> Any:
-        transaction_pooling.guard(self.db.alias, sql)
-        metrics = metrics_for(self.db.alias, self.db.vendor)
+        db = self.db
+        transaction_pooling.guard(db.alias, sql, per_transaction=db.releases_per_transaction)
+        metrics = metrics_for(db.alias, db.vendor)
         param_list = list(param_list)
         metrics.executed.inc(len(param_list))
         metrics.executed_many.inc(len(param_list))
@@ -89,7 +97,19 @@ class _Metering:
             metrics.error(exc)
             raise
         finally:
-            metrics.duration.observe(perf_counter() - started)
+            elapsed = perf_counter() - started
+            metrics.duration.observe(elapsed)
+            add_query_time(db.connection, elapsed)
+
+    def close(self) -> None:
+        """Close the cursor (as Django's wrapper does through ``__getattr__``); with per-transaction
+        release, the connection goes back if this cursor was the last thing holding it."""
+        try:
+            self.cursor.close()
+        finally:  # (a server-side cursor whose connection broke fails to close: it holds nothing now)
+            db = self.db
+            if db.releases_per_transaction:
+                release.cursor_closed(db, self)
 
 
 class MeteredCursorWrapper(_Metering, CursorWrapper):

@@ -39,7 +39,7 @@ from ...core.context import RequestContext, current_request
 from ...core.counters import PoolCounters
 from ...core.snapshots import Gauges, Hold
 from . import compat
-from .leases import BACKEND_PID, Leases, backend_pid_of
+from .leases import BACKEND_PID, QUERY_SECONDS, Leases, backend_pid_of
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -113,6 +113,8 @@ class InstrumentedPool(compat.PoolHooks):
         self.lifo = config.lifo
         self.pre_ping = config.pre_ping
         self.pre_ping_window = config.pre_ping_window
+        #: ``release = "transaction"``: the engine gives connections back after each transaction (:mod:`.release`).
+        self.per_transaction = config.per_transaction
         self.leases = Leases(pool_name_for_alias(alias))
         #: Set when opening a server connection failed; cleared by the next success.
         self.refusing = False
@@ -175,7 +177,7 @@ class InstrumentedPool(compat.PoolHooks):
             self.leases.log_long_hold(lease, hold)
         # Recorded before the connection goes back: another thread may take it at once,
         # and "active" must never count it twice.
-        self.counters.checkin(hold)
+        self.counters.checkin(hold, conn.__dict__.pop(QUERY_SECONDS, 0.0))  # (its statements' time, zeroed)
         setattr(conn, ALIVE_AT, now)
         if not self.put_idle(conn, now):
             super().putconn(conn)

@@ -1,4 +1,5 @@
-"""Transaction pooling (``DATABASE_POOLER=pgbouncer``): no session state that outlives a transaction.
+"""Transaction pooling (``DATABASE_POOLER=pgbouncer``, and our own ``release = "transaction"``): no
+session state that outlives a transaction.
 
 Behind a PgBouncer in transaction mode each transaction may run on another server connection,
 shared with other clients. Session state set by one statement would stay on a server connection
@@ -41,13 +42,25 @@ def session_state(sql: str) -> str | None:
     return None
 
 
-def guard(alias: str, sql: Any) -> None:
-    """Raise ``NotSupportedError`` when ``sql`` would leave session state behind a transaction pooler."""
-    if not isinstance(sql, str) or pooler(alias) != "pgbouncer":
+def guard(alias: str, sql: Any, *, per_transaction: bool = False) -> None:
+    """Raise ``NotSupportedError`` when ``sql`` would leave session state behind a transaction pooler, or on
+    a connection that goes back to our pool after each transaction (``per_transaction``:
+    ``OPTIONS["pool"]["release"] = "transaction"``, :mod:`.release`)."""
+    if not isinstance(sql, str):
+        return
+    behind_pgbouncer = pooler(alias) == "pgbouncer"
+    if not (behind_pgbouncer or per_transaction):
         return
     found = session_state(sql)
-    if found is not None:
+    if found is None:
+        return
+    if behind_pgbouncer:
         raise NotSupportedError(
             f"Database alias {alias!r} goes through PgBouncer in transaction mode (DATABASE_POOLER=pgbouncer): "
             f"{found} would outlive this transaction on a server connection other clients share. Use SET LOCAL "
             "inside transaction.atomic(), pg_advisory_xact_lock(), or a direct connection for session features.")
+    raise NotSupportedError(
+        f"Database alias {alias!r} gives its connection back to the pool after each transaction "
+        f"(OPTIONS['pool']['release'] = 'transaction'): {found} would stay on that connection for whoever checks "
+        "it out next, and be missing from the one this alias gets for its next statement. Use SET LOCAL inside "
+        "transaction.atomic(), pg_advisory_xact_lock(), or release 'request' for this alias.")
