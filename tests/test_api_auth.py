@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from connection_pools.cluster.store import store
 from tests.support.admin_api import API, make_user, unique_prefix
@@ -126,3 +126,23 @@ def test_docs_pages_use_local_assets_only() -> None:
     assert client.get(API + "docs/assets/..%2F..%2Fsettings.py").status_code == 404  # no path reaches the disk
     schema = client.get(API + "schema/", HTTP_ACCEPT="application/json").json()
     assert {"/api/v1/admin/connection-pools/stats", "/api/v1/admin/connection-pools/health"} <= set(schema["paths"])
+
+
+def test_without_drf_apps_the_api_still_answers_json_never_a_500(settings) -> None:
+    """An adopter's project need not install rest_framework (its browsable API's templates) nor
+    rest_framework.authtoken (its Token model): token auth and the HTML renderer step aside."""
+    staff, _ = make_user(staff=True)
+    apps = [app for app in settings.INSTALLED_APPS if not app.startswith("rest_framework")]
+    as_a_browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    with override_settings(INSTALLED_APPS=apps):
+        anonymous = Client().get(API + "stats", HTTP_AUTHORIZATION="Token " + "0" * 40, HTTP_ACCEPT=as_a_browser)
+        assert anonymous.status_code == 403 and "detail" in anonymous.json()  # sessions only: 403, not 401
+        browser = Client()
+        browser.force_login(staff)
+        page = browser.get(API + "stats", HTTP_ACCEPT=as_a_browser)
+        assert page.status_code == 200 and page["Content-Type"] == "application/json"
+    # With the apps (the example project): a token is tried, and a browser gets DRF's browsable API.
+    assert Client().get(API + "stats", HTTP_AUTHORIZATION="Token " + "0" * 40).status_code == 401
+    browser = Client()
+    browser.force_login(staff)
+    assert browser.get(API + "stats", HTTP_ACCEPT=as_a_browser)["Content-Type"].startswith("text/html")
