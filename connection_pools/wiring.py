@@ -7,6 +7,7 @@ blank page or a number silently missing later.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, register
@@ -68,12 +69,17 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
         id="connection_pools.W403")]
 
 
-@register(Tags.database)
+@register()
 def check_engine(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """W404: no alias uses the engine, so no PostgreSQL pool is ours to manage or show."""
-    from django.db import connections
+    from django.conf import settings
 
-    if any(db.get("ENGINE") == ENGINE for db in connections.settings.values()):
+    return engine_warnings(getattr(settings, "DATABASES", {}) or {})
+
+
+def engine_warnings(databases: Mapping[str, Any]) -> list[CheckMessage]:
+    """W404 for ``databases`` (``DATABASES``) when no alias uses the engine."""
+    if any(isinstance(db, Mapping) and db.get("ENGINE") == ENGINE for db in databases.values()):
         return []
     return [CheckWarning(
         f"No DATABASES alias uses the engine '{ENGINE}': no PostgreSQL pool is managed, routed or shown.",

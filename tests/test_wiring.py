@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import connections
 from django.test import override_settings
 from django.urls import clear_url_caches
 
@@ -61,11 +60,13 @@ def test_a_missing_middleware_is_named(settings) -> None:
         assert wiring.check_middleware() == []  # the older name is the same class
 
 
-def test_no_alias_on_the_engine_is_named(monkeypatch) -> None:
-    plain = {alias: {**db, "ENGINE": "django.db.backends.postgresql"} for alias, db in connections.settings.items()}
-    monkeypatch.setitem(connections.__dict__, "settings", plain)
-    (warning,) = wiring.check_engine()
-    assert warning.id == "connection_pools.W404"
+def test_no_alias_on_the_engine_is_named(settings) -> None:
+    # A pure function of DATABASES: the live connections' settings are left alone (another thread of this
+    # process would open connections on whatever they say).
+    plain = {alias: {**db, "ENGINE": "django.db.backends.postgresql"} for alias, db in settings.DATABASES.items()}
+    (warning,) = wiring.engine_warnings(plain)
+    assert warning.id == "connection_pools.W404" and "connection_pools.backends.postgresql" in warning.hint
+    assert wiring.engine_warnings(settings.DATABASES) == []
 
 
 def _url_errors(urlconf: type) -> list[str]:
