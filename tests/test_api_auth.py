@@ -134,13 +134,22 @@ def test_without_drf_apps_the_api_still_answers_json_never_a_500(settings) -> No
     staff, _ = make_user(staff=True)
     apps = [app for app in settings.INSTALLED_APPS if not app.startswith("rest_framework")]
     as_a_browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-    with override_settings(INSTALLED_APPS=apps):
-        anonymous = Client().get(API + "stats", HTTP_AUTHORIZATION="Token " + "0" * 40, HTTP_ACCEPT=as_a_browser)
-        assert anonymous.status_code == 403 and "detail" in anonymous.json()  # sessions only: 403, not 401
-        browser = Client()
-        browser.force_login(staff)
-        page = browser.get(API + "stats", HTTP_ACCEPT=as_a_browser)
-        assert page.status_code == 200 and page["Content-Type"] == "application/json"
+    try:
+        with override_settings(INSTALLED_APPS=apps):
+            anonymous = Client().get(API + "stats", HTTP_AUTHORIZATION="Token " + "0" * 40, HTTP_ACCEPT=as_a_browser)
+            assert anonymous.status_code == 403 and "detail" in anonymous.json()  # sessions only: 403, not 401
+            browser = Client()
+            browser.force_login(staff)
+            page = browser.get(API + "stats", HTTP_ACCEPT=as_a_browser)
+            assert page.status_code == 200 and page["Content-Type"] == "application/json"
+    finally:
+        # New INSTALLED_APPS run AppConfig.ready() again, which registers every background job: the
+        # server-tier job stays off in this test process (conftest.py), and its connection closes.
+        from connection_pools.core import jobs
+        from connection_pools.insight import server_tier
+
+        jobs.unregister("connection_pools.server_tier")
+        server_tier.release()
     # With the apps (the example project): a token is tried, and a browser gets DRF's browsable API.
     assert Client().get(API + "stats", HTTP_AUTHORIZATION="Token " + "0" * 40).status_code == 401
     browser = Client()
