@@ -221,10 +221,12 @@ def start_server(name: str, *, workers: int, threads: int | None, settings: str 
     connections carry ``application_name=name`` (``asgi``: an ``AsgiServer``, uvicorn workers;
     ``threads`` None: the project's own setting). Use it as a context manager."""
     from connection_pools import env as cp_env
+    from project import dev_services
     from tests.support.server import AsgiServer, GunicornServer
 
-    primary = os.environ.get("DATABASE_URL", cp_env.DEFAULT_DATABASE_URL)
-    replicas = cp_env.env_list(os.environ, "DATABASE_REPLICA_URLS", cp_env.DEFAULT_REPLICA_URLS)
+    environ = dev_services.environ()
+    primary = environ["DATABASE_URL"]
+    replicas = cp_env.env_list(environ, "DATABASE_REPLICA_URLS")
     server_env = {
         "DJANGO_SETTINGS_MODULE": settings,
         "DATABASE_URL": with_application_name(primary, name),

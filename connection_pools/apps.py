@@ -17,7 +17,7 @@ class ConnectionPoolsConfig(AppConfig):
 
         # checks register at import; statements observes what each connection sends (a request
         # that wrote is never replayed).
-        from . import checks, jobs, lifecycle  # noqa: F401
+        from . import checks, jobs, lifecycle, wiring  # noqa: F401
         from .backends import persistent, request_end  # noqa: F401 - their signal receivers
         from .backends.postgresql.base import live_pool
         from .backends.redis import pools as redis_pools

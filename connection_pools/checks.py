@@ -326,8 +326,8 @@ def check_pgbouncer_detected(app_configs: Any = None, databases: Any = None, **k
 # --- kinds of pool (CONNECTION_POOLS["SOURCES"]) ------------------------------------------------------------
 @register()
 def check_pool_kinds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """connection_pools.E401: a ``SOURCES`` line that does not work; W401: a source whose kind no module's
-    ``KIND`` describes (it is shown anyway, under ``other_pools``); E402: kinds of one group whose entries differ."""
+    """connection_pools.E501: a ``SOURCES`` line that does not work; W501: a source whose kind no module's
+    ``KIND`` describes (it is shown anyway, under ``other_pools``); E502: kinds of one group whose entries differ."""
     from .sources.kinds import groups, resolve
 
     messages: list[CheckMessage] = []
@@ -340,7 +340,7 @@ def check_pool_kinds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             resolved.append((entry, registration, {source.kind for source in registration.discover()}))
         except Exception as exc:  # an import error, or a discover() that fails: one sentence, not a traceback
             messages.append(Error(f"CONNECTION_POOLS['SOURCES'] entry {entry!r} does not work: "
-                                  f"{type(exc).__name__}: {exc}", hint=hint, id="connection_pools.E401"))
+                                  f"{type(exc).__name__}: {exc}", hint=hint, id="connection_pools.E501"))
     if messages:
         return messages  # the kinds cannot be read while a line does not resolve
     described = {registration.kind.kind for _, registration, _ in resolved if registration.kind is not None}
@@ -349,7 +349,7 @@ def check_pool_kinds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             messages.append(CheckWarning(
                 f"CONNECTION_POOLS['SOURCES'] entry {entry!r} yields pools of kind {kind!r}, which no KIND "
                 f"describes (module {registration.module!r}): they show under other_pools with the statistics' "
-                "own names.", hint=hint, id="connection_pools.W401"))
+                "own names.", hint=hint, id="connection_pools.W501"))
     for group, members in groups().items():
         shapes = {kind.kind: [(f.name, repr(f.annotation)) for f in kind.fields] for kind in members}
         first, *others = shapes.items()
@@ -358,5 +358,5 @@ def check_pool_kinds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
                 messages.append(Error(
                     f"Kinds {first[0]!r} and {name!r} share the group {group!r} of GET stats but not its keys.",
                     hint="Kinds of one group list the same fields with the same types (one entry shape, one "
-                         "schema); give the other kind a group of its own.", id="connection_pools.E402"))
+                         "schema); give the other kind a group of its own.", id="connection_pools.E502"))
     return messages

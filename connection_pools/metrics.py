@@ -1,4 +1,5 @@
-"""Prometheus metrics of the pools, served at ``/metrics`` by django-prometheus.
+"""Prometheus metrics of the pools, served at ``/metrics`` by :class:`MetricsView`
+(``connection_pools.urls``; django-prometheus' own view serves them too).
 
 A custom collector reads the *cluster* view at scrape time, so whichever worker answers a
 scrape reports the same totals for all workers (no per-worker numbers overwritten by the
@@ -15,10 +16,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
@@ -173,3 +178,25 @@ def register(registry: CollectorRegistry = REGISTRY) -> PoolCollector:
             registry.register(collector)
             _registered = collector
         return _registered
+
+
+#: prometheus_client's multiprocess mode (gunicorn workers writing their metrics to files) is on.
+MULTIPROCESS_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+
+
+class MetricsView(View):
+    """``GET /metrics``: every metric of the process's registry (ours, django-prometheus' when it is
+    installed, the process collectors) in Prometheus' text format. In prometheus_client's multiprocess
+    mode the workers' files are merged, and our collector is added: it reads the cluster itself."""
+
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        registry = REGISTRY
+        if any(name in os.environ for name in MULTIPROCESS_VARIABLES):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(register())
+        return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,18 +1,21 @@
 """Settings of the example project. Everything tunable comes from the environment
-(see ``connection_pools.env`` and the README's table)."""
+(see ``connection_pools.env`` and the README's table); the servers default to the ones
+``scripts/devservices`` runs (``project/dev_services.py``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from connection_pools import env
+from project import dev_services
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Lower case: not a setting (it holds the URLs with their passwords).
+_environ = dev_services.environ()
 
-DEBUG = env.env_bool(os.environ, "DEBUG", False)
-SECRET_KEY = env.secret_key(debug=DEBUG)
-ALLOWED_HOSTS = env.allowed_hosts()
+DEBUG = env.env_bool(_environ, "DEBUG", False)
+SECRET_KEY = env.secret_key(_environ, debug=DEBUG)
+ALLOWED_HOSTS = env.allowed_hosts(_environ)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -24,8 +27,6 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "rest_framework.authtoken",
-    "drf_spectacular",
-    "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally, no CDN
     "connection_pools",
     "project.workload",
 ]
@@ -73,11 +74,11 @@ ASGI_APPLICATION = "project.asgi.application"
 
 # PostgreSQL primary ("default") and replicas ("replica1", ...) from DATABASE_URL
 # and DATABASE_REPLICA_URLS, on our pooled engine.
-DATABASES = env.databases()
+DATABASES = env.databases(_environ)
 DATABASE_ROUTERS = ["connection_pools.routers.ReplicaRouter"]
 
 # The guide's pool settings (DATABASE_POOL_*, REDIS_*), validated.
-CONNECTION_POOLS = env.connection_pools()
+CONNECTION_POOLS = env.connection_pools(_environ)
 
 # Django's cache framework on the Redis cache pool (django-redis).
 CACHES = env.caches(CONNECTION_POOLS["REDIS"])
@@ -98,7 +99,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # The example project serves its own static files (admin CSS, dashboard JS) so
 # it works without a front web server; turn off behind one.
-SERVE_STATIC = env.env_bool(os.environ, "SERVE_STATIC", True)
+SERVE_STATIC = env.env_bool(_environ, "SERVE_STATIC", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,19 +109,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Connection pools admin API",
-    "DESCRIPTION": "Statistics, health, recommendations and configuration of the connection pools.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-}
+# The admin API needs none of drf-spectacular's settings or apps: its views bring their own schema
+# class, templates and assets (docs/adopting.md).
 
 LOGGING = {
     "version": 1,
@@ -129,6 +120,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "connection_pools": {"level": env.log_level()},
+        "connection_pools": {"level": env.log_level(_environ)},
     },
 }

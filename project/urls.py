@@ -8,10 +8,9 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 
 urlpatterns = [
-    path("admin/connection-pools/", include("connection_pools.dashboard.urls")),
+    # The dashboard, the admin API and /metrics, as docs/adopting.md says (before the admin's own URLs).
+    path("", include("connection_pools.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/admin/connection-pools/", include("connection_pools.api.urls")),
-    path("", include("django_prometheus.urls")),
     path("", include("project.workload.urls")),
 ]
 

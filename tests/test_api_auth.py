@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from connection_pools.cluster.store import store
 from tests.support.admin_api import API, make_user, unique_prefix
@@ -101,12 +101,57 @@ def test_optimize_post_applies_only_when_allowed(settings) -> None:
 
 
 def test_docs_pages_use_local_assets_only() -> None:
+    import re
+
     staff, _ = make_user(staff=True)
     client = Client()
     client.force_login(staff)
-    for page in ("docs/", "redoc/"):
+    for page, expected in (("docs/", 3), ("redoc/", 1)):
         html = client.get(API + page).content.decode()
-        assert "/static/drf_spectacular_sidecar/" in html
         assert "cdn" not in html.lower() and "https://" not in html
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert len(assets) == expected, assets
+        for url in assets:
+            # Served by the API itself from the installed sidecar: no static files, no CDN.
+            assert url.startswith(API + "docs/assets/"), url
+            response = client.get(url)
+            assert response.status_code == 200, url
+            body = response.content
+            assert len(body) > 100 and response["Content-Type"].split(";")[0] in (
+                "text/css", "text/javascript", "application/javascript", "image/png"), (url, response["Content-Type"])
+            assert Client().get(url).status_code in (401, 403)  # admin-only, like the pages
+    for name in ("nope.js", "LICENSE", "swagger-ui-bundle.js.map"):
+        missing = client.get(API + "docs/assets/" + name)
+        assert missing.status_code == 404 and "detail" in missing.json()
+    assert client.get(API + "docs/assets/..%2F..%2Fsettings.py").status_code == 404  # no path reaches the disk
     schema = client.get(API + "schema/", HTTP_ACCEPT="application/json").json()
     assert {"/api/v1/admin/connection-pools/stats", "/api/v1/admin/connection-pools/health"} <= set(schema["paths"])
+
+
+def test_without_drf_apps_the_api_still_answers_json_never_a_500(settings) -> None:
+    """An adopter's project need not install rest_framework (its browsable API's templates) nor
+    rest_framework.authtoken (its Token model): token auth and the HTML renderer step aside."""
+    staff, _ = make_user(staff=True)
+    apps = [app for app in settings.INSTALLED_APPS if not app.startswith("rest_framework")]
+    as_a_browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    try:
+        with override_settings(INSTALLED_APPS=apps):
+            anonymous = Client().get(API + "stats", HTTP_AUTHORIZATION="Token " + "0" * 40, HTTP_ACCEPT=as_a_browser)
+            assert anonymous.status_code == 403 and "detail" in anonymous.json()  # sessions only: 403, not 401
+            browser = Client()
+            browser.force_login(staff)
+            page = browser.get(API + "stats", HTTP_ACCEPT=as_a_browser)
+            assert page.status_code == 200 and page["Content-Type"] == "application/json"
+    finally:
+        # New INSTALLED_APPS run AppConfig.ready() again, which registers every background job: the
+        # server-tier job stays off in this test process (conftest.py), and its connection closes.
+        from connection_pools.core import jobs
+        from connection_pools.insight import server_tier
+
+        jobs.unregister("connection_pools.server_tier")
+        server_tier.release()
+    # With the apps (the example project): a token is tried, and a browser gets DRF's browsable API.
+    assert Client().get(API + "stats", HTTP_AUTHORIZATION="Token " + "0" * 40).status_code == 401
+    browser = Client()
+    browser.force_login(staff)
+    assert browser.get(API + "stats", HTTP_ACCEPT=as_a_browser)["Content-Type"].startswith("text/html")

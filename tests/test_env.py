@@ -12,17 +12,29 @@ from django.core.exceptions import ImproperlyConfigured
 
 from connection_pools import env
 from connection_pools.service import mask_text
+from project.dev_services import DEFAULTS as DEV
 
 
-def test_defaults_point_at_local_services() -> None:
-    dbs = env.databases({})
+def test_the_library_has_no_default_server() -> None:
+    # An adopter's project says where its servers are: no development port is assumed.
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL is not set"):
+        env.databases({})
+    pools = env.connection_pools({})
+    assert pools["REDIS"]["main"]["url"] is None and pools["REDIS"]["cache"]["url"] is None
+    assert pools["KEY_PREFIX"] is None  # derived from the primary database (conf.derived.namespace)
+    assert env.caches(pools["REDIS"])["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert list(env.databases({"DATABASE_URL": DEV["DATABASE_URL"]})) == ["default"]  # replicas: none unless named
+
+
+def test_the_example_project_defaults_to_its_development_servers() -> None:
+    dbs = env.databases(DEV)
     assert dbs["default"]["ENGINE"] == "connection_pools.backends.postgresql"
     assert (dbs["default"]["HOST"], dbs["default"]["PORT"]) == ("127.0.0.1", 55432)
     assert (dbs["replica1"]["HOST"], dbs["replica1"]["PORT"]) == ("127.0.0.1", 55433)
     assert dbs["replica1"]["TEST"] == {"MIRROR": "default"}
     assert dbs["default"]["CONN_MAX_AGE"] == 0
     assert dbs["default"]["OPTIONS"]["pool"] == {}
-    pools = env.connection_pools({})
+    pools = env.connection_pools(DEV)
     assert pools["DATABASE_POOL"] == {
         "pool_size": 10,
         "max_overflow": 20,
@@ -35,6 +47,7 @@ def test_defaults_point_at_local_services() -> None:
     }
     assert pools["REDIS"]["main"]["max_connections"] == 10
     assert pools["REDIS"]["cache"]["max_connections"] == 50
+    assert pools["REDIS"]["main"]["url"] == "redis://127.0.0.1:56379/0"
 
 
 def test_guide_tuning_variables_are_read() -> None:
@@ -68,14 +81,14 @@ def test_guide_tuning_variables_are_read() -> None:
 
 def test_replica_urls_many_or_none() -> None:
     urls = "postgres://u:p@h1:5432/d, postgres://u:p@h2:5433/d"
-    dbs = env.databases({"DATABASE_REPLICA_URLS": urls})
+    dbs = env.databases({**DEV, "DATABASE_REPLICA_URLS": urls})
     assert [a for a in dbs] == ["default", "replica1", "replica2"]
     assert dbs["replica2"]["HOST"] == "h2"
-    assert list(env.databases({"DATABASE_REPLICA_URLS": ""})) == ["default"]
+    assert list(env.databases({**DEV, "DATABASE_REPLICA_URLS": ""})) == ["default"]
 
 
 def test_persistent_mode_without_pool() -> None:
-    dbs = env.databases({"DATABASE_POOL_ENABLED": "false", "DATABASE_CONN_MAX_AGE": "60"})
+    dbs = env.databases({**DEV, "DATABASE_POOL_ENABLED": "false", "DATABASE_CONN_MAX_AGE": "60"})
     assert "pool" not in dbs["default"]["OPTIONS"]
     assert dbs["default"]["CONN_MAX_AGE"] == 60
 
@@ -107,7 +120,7 @@ def test_persistent_mode_without_pool() -> None:
 )
 def test_bad_value_gives_one_clear_error(variable: str, value: str, accepted: str) -> None:
     with pytest.raises(ImproperlyConfigured) as info:
-        env.databases({variable: value})
+        env.databases({**DEV, variable: value})
         env.connection_pools({variable: value})
     message = str(info.value)
     assert message.startswith(f"Environment variable {variable}=")
@@ -118,17 +131,17 @@ def test_bad_value_gives_one_clear_error(variable: str, value: str, accepted: st
 
 def test_password_masked_in_errors() -> None:
     with pytest.raises(ImproperlyConfigured) as info:
-        env.databases({"DATABASE_URL": "mysql://admin:s3cr3t-pw@db.example:3306/app"})
+        env.databases({**DEV, "DATABASE_URL": "mysql://admin:s3cr3t-pw@db.example:3306/app"})
     assert "s3cr3t-pw" not in str(info.value)
     assert "admin:***@db.example:3306" in str(info.value)
     with pytest.raises(ImproperlyConfigured) as info:
-        env.databases({"DATABASE_URL": "postgres://admin:s3cr3t-pw@db.example:bad/app"})
+        env.databases({**DEV, "DATABASE_URL": "postgres://admin:s3cr3t-pw@db.example:bad/app"})
     assert "s3cr3t-pw" not in str(info.value)
 
 
 def test_pool_and_persistent_connections_exclude_each_other() -> None:
     with pytest.raises(ImproperlyConfigured, match="DATABASE_CONN_MAX_AGE"):
-        env.databases({"DATABASE_CONN_MAX_AGE": "60"})
+        env.databases({**DEV, "DATABASE_CONN_MAX_AGE": "60"})
 
 
 def test_secret_key_required_outside_debug() -> None:
@@ -172,8 +185,9 @@ def _pieces(password: str) -> list[str]:
 
 
 def _settings_from(environ: dict[str, str]) -> None:
-    env.databases(environ)
-    env.connection_pools(environ)
+    """The example project's settings from ``environ`` over its development servers."""
+    env.databases({**DEV, **environ})
+    env.connection_pools({**DEV, **environ})
 
 
 @pytest.mark.parametrize("variable", sorted(URL_VARIABLES))
@@ -210,7 +224,7 @@ def test_the_issue_example_is_one_masked_sentence_from_manage_py() -> None:
 
 def test_a_comma_in_a_replica_password_does_not_print_either_half() -> None:
     with pytest.raises(ImproperlyConfigured) as info:
-        env.databases({"DATABASE_REPLICA_URLS": "postgres://app:first,second@h:5432/pools"})
+        env.databases({**DEV, "DATABASE_REPLICA_URLS": "postgres://app:first,second@h:5432/pools"})
     assert "first" not in str(info.value) and "second" not in str(info.value)
     assert "%2C" in str(info.value)
 
@@ -246,7 +260,7 @@ def test_every_numeric_variable_is_bounded_with_one_sentence(variable: str, beyo
 
 def test_the_conn_max_age_is_bounded_too() -> None:
     with pytest.raises(ImproperlyConfigured, match="DATABASE_CONN_MAX_AGE"):
-        env.databases({"DATABASE_POOL_ENABLED": "false", "DATABASE_CONN_MAX_AGE": "604801"})
+        env.databases({**DEV, "DATABASE_POOL_ENABLED": "false", "DATABASE_CONN_MAX_AGE": "604801"})
 
 
 def test_a_huge_redis_pool_is_refused_before_any_pool_is_built() -> None:
@@ -254,7 +268,7 @@ def test_a_huge_redis_pool_is_refused_before_any_pool_is_built() -> None:
 
     with pytest.raises(ImproperlyConfigured, match="REDIS_POOL_SIZE"):
         env.redis_pools({"REDIS_POOL_SIZE": "100000000"})
-    settings = {**env.redis_pools({})["main"], "max_connections": 100_000_000}
+    settings = {**env.redis_pools(DEV)["main"], "max_connections": 100_000_000}
     with pytest.raises(ImproperlyConfigured, match="max_connections"):
         redis_pools.build_pool("main", settings)  # the settings-dict path, before redis-py fills its queue
     with pytest.raises(ImproperlyConfigured, match="REDIS_POOL_SIZE"):

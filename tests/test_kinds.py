@@ -62,7 +62,7 @@ def test_a_kind_nobody_describes_is_shown_under_the_catalogue_s_names(caplog) ->
     entry = body[OTHER_GROUP]["mystery_one"]
     assert (entry["kind"], entry["active"], entry["open"], entry["checkouts"]) == ("mystery", 2, 5, 9)
     assert body["database_pools"]["default"]["active_connections"] == 0  # the described ones as before
-    assert "'mystery'" in caplog.text and "E401" in caplog.text
+    assert "'mystery'" in caplog.text and "E501" in caplog.text
     assert "mystery_one" in format_report(body, None) and "no descriptor registered" in format_report(body, None)
     families = {family.name: family for family in metrics.pool_families(view.pools)}
     samples = {s.labels["pool"]: s.value for s in families["connection_pool_checkouts"].samples}
@@ -72,11 +72,11 @@ def test_a_kind_nobody_describes_is_shown_under_the_catalogue_s_names(caplog) ->
 def test_check_warns_about_a_source_without_kind_and_refuses_a_line_that_does_not_work() -> None:
     with sources("tests.test_kinds.discover"):
         found = check_pool_kinds()
-    assert [m.id for m in found] == ["connection_pools.W401"]
+    assert [m.id for m in found] == ["connection_pools.W501"]
     assert "'mystery'" in found[0].msg and "tests.test_kinds" in found[0].msg and "KIND" in found[0].hint
     with sources("connection_pools.sources.nowhere"):
         found = check_pool_kinds()
-    assert [m.id for m in found] == ["connection_pools.E401"] and "nowhere" in found[0].msg
+    assert [m.id for m in found] == ["connection_pools.E501"] and "nowhere" in found[0].msg
     assert check_pool_kinds() == []
 
 
@@ -85,7 +85,7 @@ def test_check_refuses_two_kinds_of_one_group_with_different_entries(monkeypatch
                      fields=(computed("pool", str, lambda pool, now: pool.name),))
     monkeypatch.setattr(kinds, "registered", lambda: (postgres.KIND, other))
     found = check_pool_kinds()
-    assert [m.id for m in found] == ["connection_pools.E402"] and "'odd'" in found[0].msg
+    assert [m.id for m in found] == ["connection_pools.E502"] and "'odd'" in found[0].msg
 
 
 def test_a_descriptor_names_only_statistics_of_the_catalogue() -> None:

@@ -353,7 +353,9 @@ def test_missing_router_is_a_warning() -> None:
 
 
 def test_replica_settings_from_the_environment() -> None:
-    parsed = env.replica_settings({"DATABASE_REPLICA_BALANCING": "Least_Busy", "DATABASE_REPLICA_MAX_LAG": "2.5",
+    one = "postgres://u:p@h1:5432/d"
+    parsed = env.replica_settings({"DATABASE_REPLICA_URLS": one,
+                                   "DATABASE_REPLICA_BALANCING": "Least_Busy", "DATABASE_REPLICA_MAX_LAG": "2.5",
                                    "DATABASE_REPLICA_COOLDOWN": "1", "DATABASE_REPLICA_LAG_INTERVAL": "0.5",
                                    "DATABASE_REPLICA_PIN_SECONDS": "0"})
     assert parsed == {"ALIASES": ["replica1"], "BALANCING": "least_busy", "MAX_LAG_SECONDS": 2.5,
@@ -361,6 +363,7 @@ def test_replica_settings_from_the_environment() -> None:
     two = "postgres://u:p@h1:5432/d,postgres://u:p@h2:5432/d"
     assert env.replica_settings({"DATABASE_REPLICA_URLS": two})["ALIASES"] == ["replica1", "replica2"]
     assert env.replica_settings({"DATABASE_REPLICA_URLS": ""})["ALIASES"] == []
+    assert env.replica_settings({})["ALIASES"] == []  # the library assumes no replica
     with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_BALANCING"):
         env.replica_settings({"DATABASE_REPLICA_BALANCING": "random"})
     with pytest.raises(ImproperlyConfigured, match="DATABASE_REPLICA_LAG_INTERVAL"):

@@ -61,22 +61,23 @@ def admin_routes() -> list[tuple[str, str]]:
     routes: list[tuple[str, str]] = []
 
     def sample(match: re.Match[str]) -> str:
+        if match.group(2) == "name":
+            return "swagger-ui.css"  # a docs asset
         return "1" if match.group(1) == "int" else "db_default"
 
-    def walk(patterns: list, prefix: str, kind: str) -> None:
+    def walk(patterns: list, prefix: str) -> None:
         for pattern in patterns:
             if not isinstance(pattern.pattern, RoutePattern):
-                continue  # regex duplicates such as "stats.json"
+                continue  # regex duplicates such as "stats.json", and the admin's own regex URLs
             route = prefix + str(pattern.pattern)
             if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, route, kind)
-            elif isinstance(pattern, URLPattern):
-                routes.append((kind, "/" + re.sub(r"<(?:(\w+):)?\w+>", sample, route)))
+                walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route.startswith((API_PREFIX, DASHBOARD_PREFIX)):
+                kind = "api" if route.startswith(API_PREFIX) else "dashboard"
+                routes.append((kind, "/" + re.sub(r"<(?:(\w+):)?(\w+)>", sample, route)))
 
-    for top in get_resolver().url_patterns:
-        route = str(top.pattern)
-        if isinstance(top, URLResolver) and route in (API_PREFIX, DASHBOARD_PREFIX):
-            walk(top.url_patterns, route, "api" if route == API_PREFIX else "dashboard")
+    # From the root: connection_pools.urls mounts both under one include("").
+    walk(get_resolver().url_patterns, "")
     return sorted(set(routes))
 
 

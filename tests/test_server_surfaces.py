@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import threading
 
 import jsonschema
 import psycopg
@@ -108,8 +109,22 @@ def test_metrics_show_the_server_tier_promtool_clean_without_touching_the_databa
     assert rollup.roll_up()
     opened, reads = [], []
     real_connect, real_call = psycopg.connect, store.call
-    monkeypatch.setattr(psycopg, "connect", lambda *a, **k: opened.append(a) or real_connect(*a, **k))
-    monkeypatch.setattr(store, "call", lambda func: reads.append(func) or real_call(func))
+    scraper = threading.current_thread()  # the test client serves the scrape on this thread
+
+    def connect(*args, **kwargs):
+        # Only the scrape's own connections and reads count: this process's background jobs (started by
+        # its first request: health probes, publishing, the rollup) may connect and read at any moment.
+        if threading.current_thread() is scraper:
+            opened.append(args)
+        return real_connect(*args, **kwargs)
+
+    def call(func):
+        if threading.current_thread() is scraper:
+            reads.append(func)
+        return real_call(func)
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    monkeypatch.setattr(store, "call", call)
     response = Client().get("/metrics")
     assert response.status_code == 200
     text = response.content.decode()

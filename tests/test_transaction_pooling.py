@@ -9,19 +9,20 @@ from django.db import NotSupportedError, connections, transaction
 
 from connection_pools import checks, env
 from connection_pools.backends.postgresql.transaction_pooling import session_state
+from project.dev_services import DEFAULTS as DEV
 from tests.support import pgbouncer as pgb
 from tests.support.pg import dispose, make_wrapper
 
 
 def test_database_pooler_pgbouncer_makes_the_primary_safe_for_transaction_pooling():
-    environ = {"DATABASE_URL": "postgres://u:p@pgb:6432/app", "DATABASE_POOLER": "pgbouncer"}
+    environ = {**DEV, "DATABASE_URL": "postgres://u:p@pgb:6432/app", "DATABASE_POOLER": "pgbouncer"}
     dbs = env.databases(environ)
     assert dbs["default"]["DISABLE_SERVER_SIDE_CURSORS"] is True
     assert dbs["default"]["OPTIONS"]["prepare_threshold"] is None
     assert not dbs["replica1"].get("DISABLE_SERVER_SIDE_CURSORS")  # replicas keep their direct connections
     assert env.connection_pools(environ)["POOLERS"] == {"default": "pgbouncer"}
     assert env.connection_pools({})["POOLERS"] == {}
-    assert not env.databases({})["default"].get("DISABLE_SERVER_SIDE_CURSORS")
+    assert not env.databases(DEV)["default"].get("DISABLE_SERVER_SIDE_CURSORS")
 
 
 @pytest.mark.parametrize(("variable", "value", "accepted"), [

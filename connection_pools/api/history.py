@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from ..core.typed_numbers import decimal_number
 from ..insight import history
 from ..service import connection_pool_service
 from . import serializers as s
+from .access import extend_schema
 from .derive import serializer_for
 from .views import ERRORS, AdminAPIView, bad_request
 

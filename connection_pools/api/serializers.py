@@ -78,7 +78,7 @@ _groups: dict[tuple[str, tuple[int, ...]], SerializerClass] = {}
 
 
 def group_serializer(kinds: tuple[PoolKind, ...]) -> SerializerClass:
-    """The entries of one group: from the report kind's TypedDict, or from its kinds' fields (one shape: E402)."""
+    """The entries of one group: from the report kind's TypedDict, or from its kinds' fields (one shape: E502)."""
     first = kinds[0]
     key = (first.group or "", tuple(id(kind) for kind in kinds))
     if key not in _groups:

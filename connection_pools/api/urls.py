@@ -1,7 +1,7 @@
-"""URLs of the DRF admin API (mounted at /api/v1/admin/connection-pools/).
+"""URLs of the DRF admin API (mounted at /api/v1/admin/connection-pools/ by ``connection_pools.urls``).
 
-The OpenAPI schema and its docs pages are admin-only (``SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]``);
-Swagger UI and Redoc assets come from drf-spectacular-sidecar (our static files), never a CDN.
+The OpenAPI schema and its docs pages are admin-only; Swagger UI and Redoc assets come from the
+installed drf-spectacular-sidecar, served under ``docs/assets/`` (never a CDN).
 """
 
 from django.urls import path
@@ -22,4 +22,5 @@ urlpatterns = [
     path("schema/", docs.SchemaView.as_view(), name="connection-pools-schema"),
     path("docs/", docs.SwaggerView.as_view(url_name="connection-pools-schema"), name="connection-pools-docs"),
     path("redoc/", docs.RedocView.as_view(url_name="connection-pools-schema"), name="connection-pools-redoc"),
+    path("docs/assets/<str:name>", docs.AssetView.as_view(), name="connection-pools-asset"),
 ]

@@ -1,7 +1,8 @@
 """The admin API under ``/api/v1/admin/connection-pools/``: thin views over the service facade.
 
 Admin-only (``IsAdminUser``) with token and session authentication: anonymous callers
-get 401 (token authentication comes first, so DRF sends ``WWW-Authenticate: Token``),
+get 401 (token authentication comes first, so DRF sends ``WWW-Authenticate: Token``; 403
+when ``rest_framework.authtoken`` is not installed and sessions are the only way in),
 non-staff users 403, both with a JSON ``detail``; session writes need the CSRF token.
 Bad parameters get 400 with a message. No logic lives here: the dashboard,
 ``poolstats`` and ``/metrics`` read the same service.
@@ -13,9 +14,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
-from rest_framework.authentication import BaseAuthentication, SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +25,7 @@ from .. import conf
 from ..core.typed_numbers import decimal_number
 from ..service import UnknownPool, connection_pool_service
 from . import serializers as s
+from .access import AdminAccessMixin, extend_schema
 from .bodies import BodyField, StrictBodyMixin, validated
 
 if TYPE_CHECKING:
@@ -44,10 +45,10 @@ def bad_request(errors: dict[str, Any]) -> Response:
                     status=status.HTTP_400_BAD_REQUEST)
 
 
-class AdminAPIView(StrictBodyMixin, APIView):
-    """Base view: admin-only, token then session authentication, strict bodies (``body_fields``)."""
+class AdminAPIView(AdminAccessMixin, StrictBodyMixin, APIView):
+    """Base view: admin-only, token then session authentication, strict bodies (``body_fields``); its
+    schema class, authentication and renderers do not depend on the project's DRF settings (:mod:`.access`)."""
 
-    authentication_classes: Sequence[type[BaseAuthentication]] = [TokenAuthentication, SessionAuthentication]
     permission_classes: Sequence[_PermissionClass] = [IsAdminUser]
 
 

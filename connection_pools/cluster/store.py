@@ -81,8 +81,14 @@ class ClusterRead:
 def _settings() -> dict[str, Any]:
     store = dict(conf.get("STORE"))
     if not store.get("URL"):
-        store["URL"] = conf.get("REDIS")["main"]["url"]
+        store["URL"] = (conf.get("REDIS").get("main") or {}).get("url")
     return store
+
+
+def configured() -> bool:
+    """True when the store has a Redis to use (``STORE["URL"]``, the main Redis pool's, or the project's
+    Redis cache); without one every process keeps its own statistics (check ``connection_pools.W401``)."""
+    return bool(_settings()["URL"])
 
 
 class ClusterStore:
@@ -117,6 +123,8 @@ class ClusterStore:
         """Run ``func(client)``; :class:`StoreUnavailable` on any Redis error (and the breaker opens)."""
         if time.monotonic() < self._down_until:
             raise StoreUnavailable("Redis failed moments ago; not asked again yet")
+        if not configured():
+            raise StoreUnavailable("no Redis is configured for the shared statistics")
         try:
             client = self._redis()
             return func(client)

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from . import derived
+
 #: The guide's six PostgreSQL pool settings, with the guide's defaults.
 DATABASE_POOL_DEFAULTS: dict[str, Any] = {
     "pool_size": 10,  # connections kept open and ready (psycopg min_size)
@@ -32,10 +34,11 @@ DATABASE_POOL_DEFAULTS: dict[str, Any] = {
     "release": "request",
 }
 
-#: The guide's Redis pool settings. ``cache`` is the larger, high-throughput pool.
+#: The guide's Redis pool settings. ``cache`` is the larger, high-throughput pool. A ``url`` left
+#: None comes from the project's ``CACHES`` (:mod:`.derived`); a pool without one is not configured.
 REDIS_POOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "main": {
-        "url": "redis://127.0.0.1:56379/0",
+        "url": None,
         "max_connections": 10,
         "socket_keepalive": True,
         "retry_on_timeout": True,
@@ -49,7 +52,7 @@ REDIS_POOL_DEFAULTS: dict[str, dict[str, Any]] = {
         "warm_connections": 2,
     },
     "cache": {
-        "url": "redis://127.0.0.1:56379/1",
+        "url": None,
         "max_connections": 50,
         "socket_keepalive": True,
         "retry_on_timeout": True,
@@ -88,7 +91,9 @@ DEFAULTS: dict[str, Any] = {
     # to Redis, and how long a snapshot outlives a silent (dead) process.
     "PUBLISH_INTERVAL": 5.0,
     "SNAPSHOT_TTL": 30.0,
-    "KEY_PREFIX": "connection_pools",
+    # The namespace of every key in Redis. None: derived from the primary database the project serves
+    # (unique per project, stable across its processes and restarts; :func:`.derived.namespace`).
+    "KEY_PREFIX": None,
     # History kept in Redis for the dashboard charts.
     "HISTORY_INTERVAL": 5.0,
     "HISTORY_SECONDS": 3600.0,
@@ -175,9 +180,16 @@ def _merge(defaults: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
 
 @cache
 def get_config() -> dict[str, Any]:
-    """Return the effective ``CONNECTION_POOLS`` settings (defaults merged with the user's)."""
+    """Return the effective ``CONNECTION_POOLS`` settings: defaults merged with the user's, and what the
+    user left unset taken from the project's own ``CACHES`` and ``DATABASES`` (:mod:`.derived`)."""
     user = getattr(settings, "CONNECTION_POOLS", {}) or {}
-    return _merge(DEFAULTS, user)
+    merged = _merge(DEFAULTS, user)
+    caches = getattr(settings, "CACHES", {}) or {}
+    if isinstance(merged.get("REDIS"), dict):
+        merged["REDIS"] = derived.redis_urls(merged["REDIS"], caches)
+    if not merged.get("KEY_PREFIX"):
+        merged["KEY_PREFIX"] = derived.namespace(getattr(settings, "DATABASES", {}) or {})
+    return merged
 
 
 def get(key: str) -> Any:
@@ -185,7 +197,11 @@ def get(key: str) -> Any:
     return get_config()[key]
 
 
+#: The settings the effective configuration is made of.
+_SOURCES = ("CONNECTION_POOLS", "CACHES", "DATABASES")
+
+
 @receiver(setting_changed)
 def _clear_cache(*, setting: str, **kwargs: Any) -> None:
-    if setting == "CONNECTION_POOLS":
+    if setting in _SOURCES:
         get_config.cache_clear()

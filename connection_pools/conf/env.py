@@ -22,16 +22,13 @@ from .. import conf
 from ..core.masking import mask_text
 from ..core.typed_numbers import decimal_number, whole_number
 from . import DATABASE_POOL_DEFAULTS, REDIS_POOL_DEFAULTS
+from .cache_options import instrumented_options
 from .pool_options import RELEASE_MODES
 
 ENGINE = "connection_pools.backends.postgresql"
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
-DEFAULT_DATABASE_URL = "postgres://pools:pools@127.0.0.1:55432/pools"
-DEFAULT_REPLICA_URLS = "postgres://pools:pools@127.0.0.1:55433/pools"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:56379/0"
-DEFAULT_REDIS_CACHE_URL = "redis://127.0.0.1:56379/1"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -180,7 +177,7 @@ def redis_url_error(url: str) -> str | None:
 
 def replica_urls(environ: Environ) -> list[str]:
     """``DATABASE_REPLICA_URLS``: at most ``MAX_REPLICAS`` comma-separated PostgreSQL URLs."""
-    urls = env_list(environ, "DATABASE_REPLICA_URLS", DEFAULT_REPLICA_URLS)
+    urls = env_list(environ, "DATABASE_REPLICA_URLS")
     if any("://" not in url for url in urls):
         # A piece without a scheme is most likely the tail of a password that holds a comma:
         # quoting it (or its neighbour) would print part of that password.
@@ -242,7 +239,12 @@ def databases(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
         options.setdefault("connect_timeout", 5)
         return config
 
-    result = {"default": alias_config("DATABASE_URL", environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))}
+    primary = environ.get("DATABASE_URL", "").strip()
+    if not primary:
+        raise ImproperlyConfigured(
+            "Environment variable DATABASE_URL is not set: expected the primary's PostgreSQL URL, such as "
+            "postgres://user:password@host:5432/dbname.")
+    result = {"default": alias_config("DATABASE_URL", primary)}
     if pooler(environ) == "pgbouncer":
         # Transaction pooling: a server-side (WITH HOLD) cursor and a prepared statement live on one
         # server connection, and the next transaction may run on another.
@@ -264,8 +266,10 @@ def redis_pools(environ: Environ | None = None) -> dict[str, dict[str, Any]]:
     cache = dict(REDIS_POOL_DEFAULTS["cache"])
     most = conf.MAX_REDIS_CONNECTIONS
     wait = conf.MAX_WAIT_SECONDS
-    main["url"] = parse_redis_url("REDIS_URL", environ.get("REDIS_URL", DEFAULT_REDIS_URL))
-    cache["url"] = parse_redis_url("REDIS_CACHE_URL", environ.get("REDIS_CACHE_URL", DEFAULT_REDIS_CACHE_URL))
+    # Unset: no such pool (the main one then serves the cache's Redis, when there is one: conf.derived).
+    main["url"] = parse_redis_url("REDIS_URL", raw) if (raw := environ.get("REDIS_URL", "").strip()) else None
+    cache["url"] = (parse_redis_url("REDIS_CACHE_URL", raw) if (raw := environ.get("REDIS_CACHE_URL", "").strip())
+                    else None)
     main["max_connections"] = env_int(environ, "REDIS_POOL_SIZE", main["max_connections"], minimum=1, maximum=most)
     cache["max_connections"] = env_int(environ, "REDIS_MAX_CONNECTIONS", cache["max_connections"], minimum=1,
                                        maximum=most)
@@ -371,11 +375,12 @@ def tuner_settings(environ: Environ) -> dict[str, Any]:
     return tuner
 
 
-def key_prefix(environ: Environ) -> str:
-    """``CONNECTION_POOLS_KEY_PREFIX``: the Redis key prefix of the shared statistics."""
+def key_prefix(environ: Environ) -> str | None:
+    """``CONNECTION_POOLS_KEY_PREFIX``: the Redis key prefix of the shared statistics (None when unset:
+    derived from the primary database, unique per project; ``conf.derived.namespace``)."""
     raw = environ.get("CONNECTION_POOLS_KEY_PREFIX", "").strip()
     if not raw:
-        return "connection_pools"
+        return None
     if not _KEY_PREFIX.fullmatch(raw):
         raise _bad("CONNECTION_POOLS_KEY_PREFIX", raw, "1 to 100 letters, digits, '_', '.', ':' or '-'")
     return raw
@@ -479,36 +484,19 @@ def secret_key(environ: Environ | None = None, *, debug: bool) -> str:
 
 
 def caches(redis: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``CACHES``: Django's cache framework on the Redis *cache* pool (django-redis).
+    """``CACHES``: Django's cache framework on the Redis *cache* pool (django-redis), or Django's local
+    memory cache when no ``REDIS_CACHE_URL`` is set.
 
     The pool is our instrumented redis-py pool (``connection_pools.backends.redis.pools``), so
     every setting reaches it and its statistics are recorded as ``redis_cache``.
     """
-    cache = redis["cache"]
-    blocking = bool(cache["blocking"])
-    pool_kwargs: dict[str, Any] = {
-        "pool_name": "cache",
-        "max_connections": cache["max_connections"],
-        "socket_keepalive": cache["socket_keepalive"],
-        "retry_on_timeout": cache["retry_on_timeout"],
-        "health_check_interval": cache["health_check_interval"],
-    }
-    if blocking:
-        pool_kwargs["timeout"] = cache["blocking_timeout"]
-    pool_class = "InstrumentedBlockingConnectionPool" if blocking else "InstrumentedConnectionPool"
+    cache = redis.get("cache") or {}
+    if not cache.get("url"):
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     return {
         "default": {
             "BACKEND": "connection_pools.backends.redis.cache.RedisCache",
             "LOCATION": cache["url"],
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "CONNECTION_POOL_CLASS": f"connection_pools.backends.redis.pools.{pool_class}",
-                "CONNECTION_POOL_KWARGS": pool_kwargs,
-                "SOCKET_CONNECT_TIMEOUT": cache["socket_connect_timeout"],
-                "SOCKET_TIMEOUT": cache["socket_timeout"],
-                # A cache outage degrades to misses instead of 500s, reported once per interval.
-                "IGNORE_EXCEPTIONS": True,
-                "OUTAGE_LOG_INTERVAL": 60,
-            },
+            "OPTIONS": instrumented_options(cache),
         }
     }

@@ -5,7 +5,7 @@ and ``discover()`` (its sources for the current settings): ``"connection_pools.s
 older form, the ``discover`` function itself (``"connection_pools.sources.redis.discover"``) or a
 callable, still works: the kind is then its module's ``KIND``. A source whose kind no registered
 descriptor describes is shown anyway (:func:`kind_of` gives a generic descriptor, in ``other_pools``),
-and system check ``connection_pools.E401`` names the module to give a ``KIND``.
+and system check ``connection_pools.E501`` names the module to give a ``KIND``.
 
 Resolved once per settings object (``setting_changed`` forgets them).
 """
@@ -38,7 +38,7 @@ class Registration:
 
     entry: str
     discover: Discover
-    #: The module's ``KIND``; None when it has none (E401).
+    #: The module's ``KIND``; None when it has none (E501).
     kind: PoolKind | None
     module: str
 
@@ -110,7 +110,7 @@ def kind_of(kind: str) -> PoolKind:
         if kind not in _warned:
             _warned.add(kind)
             logger.warning("no descriptor for pools of kind %r: shown under other_pools with the statistics' own "
-                           "names (see connection_pools.E401)", kind)
+                           "names (see connection_pools.E501)", kind)
     return _generic(kind)
 
 

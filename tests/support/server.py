@@ -39,10 +39,12 @@ def _with_db_name(url: str, name: str) -> str:
 def database_urls_for_tests() -> dict[str, str]:
     """DATABASE_URL / DATABASE_REPLICA_URLS rewritten to the test database's name."""
     from connection_pools import env
+    from project import dev_services
 
     name = connections["default"].settings_dict["NAME"]
-    primary = os.environ.get("DATABASE_URL", env.DEFAULT_DATABASE_URL)
-    replicas = env.env_list(os.environ, "DATABASE_REPLICA_URLS", env.DEFAULT_REPLICA_URLS)
+    environ = dev_services.environ()
+    primary = environ["DATABASE_URL"]
+    replicas = env.env_list(environ, "DATABASE_REPLICA_URLS")
     return {
         "DATABASE_URL": _with_db_name(primary, name),
         "DATABASE_REPLICA_URLS": ",".join(_with_db_name(url, name) for url in replicas),

@@ -18,6 +18,8 @@ from typing import Any
 
 from django_redis.cache import RedisCache as DjangoRedisCache
 
+from ...conf.cache_options import POOL_MODULE, instrumented_options
+
 logger = logging.getLogger("connection_pools.cache")  # the name operators filter on
 
 DEFAULT_OUTAGE_LOG_INTERVAL = 60.0
@@ -73,14 +75,30 @@ class OutageLogger:
 
 
 class RedisCache(DjangoRedisCache):  # type: ignore[misc]  # django-redis ships no type information
-    """django-redis' ``RedisCache`` whose ignored exceptions are logged once per interval."""
+    """django-redis' ``RedisCache`` on the instrumented ``cache`` pool (``redis_cache``), whose ignored
+    exceptions are logged once per interval.
+
+    ``OPTIONS`` default to :func:`connection_pools.conf.cache_options.instrumented_options` of
+    ``CONNECTION_POOLS["REDIS"]["cache"]``; any option given in ``CACHES`` wins.
+    """
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
-        super().__init__(server, params)
+        given = dict(params.get("OPTIONS") or {})
+        options = {**instrumented_options(_cache_pool_settings()), **given}
+        if options["CONNECTION_POOL_CLASS"].startswith(POOL_MODULE) and "CONNECTION_POOL_KWARGS" in given:
+            # Our pool, sized by the user: it still needs its name to be shown as redis_cache.
+            options["CONNECTION_POOL_KWARGS"] = {"pool_name": "cache", **given["CONNECTION_POOL_KWARGS"]}
+        super().__init__(server, {**params, "OPTIONS": options})
         interval = params.get("OPTIONS", {}).get("OUTAGE_LOG_INTERVAL", DEFAULT_OUTAGE_LOG_INTERVAL)
         # Django builds one backend per thread: share one reporter per alias and interval.
         self.logger = _outage_logger(str(server), float(interval))
         self._log_ignored_exceptions = True
+
+
+def _cache_pool_settings() -> dict[str, Any]:
+    from ... import conf
+
+    return {**conf.REDIS_POOL_DEFAULTS["cache"], **(conf.get("REDIS").get("cache") or {})}
 
 
 _reporters: dict[tuple[str, float], OutageLogger] = {}

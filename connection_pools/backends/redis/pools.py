@@ -348,8 +348,17 @@ def pool_settings(name: str) -> dict[str, Any]:
     """The effective settings of Redis pool ``name`` (``CONNECTION_POOLS["REDIS"][name]``)."""
     pools = conf_get("REDIS")
     if name not in pools:
-        raise ValueError(f"Unknown Redis pool {name!r}: configured pools are {', '.join(sorted(pools))}.")
+        if name in POOL_NAMES:
+            raise ImproperlyConfigured(
+                f"The Redis pool {name!r} has no server: set CONNECTION_POOLS['REDIS'][{name!r}]['url'] or make "
+                "CACHES['default'] a Redis cache (docs/adopting.md).")
+        raise ValueError(f"Unknown Redis pool {name!r}: configured pools are {', '.join(sorted(pools)) or 'none'}.")
     return dict(pools[name])
+
+
+def configured_names() -> tuple[str, ...]:
+    """The Redis pools that have a server (a URL of their own, or the project's Redis cache)."""
+    return tuple(conf_get("REDIS"))
 
 
 def pool_class(blocking: bool) -> type[InstrumentedConnectionPool] | type[InstrumentedBlockingConnectionPool]:
@@ -467,7 +476,7 @@ def get_redis(name: str = "main") -> redis.Redis:
 def register_pools() -> None:
     """At start-up (``AppConfig.ready``): create this process's Redis pools so their statistics
     show from the start (no network I/O), and warm them when ``WARM_ON_STARTUP`` is on."""
-    for name in POOL_NAMES:
+    for name in configured_names():
         try:
             get_pool(name)
         except Exception:  # a bad setting is reported by whoever uses the pool
@@ -486,7 +495,7 @@ def after_fork() -> None:
 
 def close_redis() -> None:
     """Disconnect every connection of this process's Redis pools (at shutdown)."""
-    for name in POOL_NAMES:
+    for name in configured_names():
         try:
             get_pool(name).disconnect()
         except Exception:  # shutting down: nothing to report to
@@ -538,14 +547,14 @@ def ping(name: str = "main", timeout: float | None = None) -> PingResult:
 
 
 # --- warming -------------------------------------------------------------------------
-def warm_redis(names: Iterable[str] = POOL_NAMES, count: int | None = None) -> dict[str, int]:
+def warm_redis(names: Iterable[str] | None = None, count: int | None = None) -> dict[str, int]:
     """Open up to ``count`` connections (default: each pool's ``warm_connections``) in each pool.
 
     Warming checkouts are not counted as checkouts. Never raises because a server is
     down: that pool is logged and reported with the number of connections it did open.
     """
     warmed: dict[str, int] = {}
-    for name in names:
+    for name in configured_names() if names is None else names:
         pool = get_pool(name)
         wanted = count if count is not None else int(pool_settings(name).get("warm_connections", 1))
         wanted = min(max(wanted, 0), pool.max_connections)
