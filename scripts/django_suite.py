@@ -125,12 +125,15 @@ def server_from_env() -> dict[str, str]:
 
 @dataclass
 class RunResult:
-    """One run of Django's suite, from unittest's closing lines."""
+    """One run of Django's suite, from its runner's ``Found N test(s).`` and unittest's closing lines."""
 
     vocabulary: str
     django: str
     status: int
+    #: Tests found by Django's runner: the same count whatever the Python (unittest's ``Ran N`` left
+    #: skipped tests out in Python 3.12.1 only).
     tests: int = 0
+    ran: int = 0
     failures: int = 0
     errors: int = 0
     skipped: int = 0
@@ -139,10 +142,15 @@ class RunResult:
 
 
 def read_summary(result: RunResult, line: str) -> None:
-    """Fill ``result`` from unittest's ``Ran N tests in Xs`` and ``OK (...)`` / ``FAILED (...)`` lines."""
+    """Fill ``result`` from Django's ``Found N test(s).`` and unittest's ``Ran N tests in Xs`` and
+    ``OK (...)`` / ``FAILED (...)`` lines."""
+    found = re.match(r"Found (\d+) test\(s\)\.$", line)
+    if found:
+        result.tests = int(found.group(1))
+        return
     ran = re.match(r"Ran (\d+) tests? in ([\d.]+)s", line)
     if ran:
-        result.tests, result.seconds = int(ran.group(1)), float(ran.group(2))
+        result.ran, result.seconds = int(ran.group(1)), float(ran.group(2))
         return
     closing = re.match(r"(OK|FAILED)(?: \((.*)\))?$", line)
     if closing and closing.group(2):
@@ -202,8 +210,8 @@ def main() -> int:
     results = [run(vocabulary, tests, args.labels, args.parallel) for vocabulary in vocabularies]
     if args.report:
         args.report.write_text(json.dumps([asdict(result) for result in results], indent=2) + "\n")
-    # A run that ran nothing (an import error before the first test) fails too.
-    return 0 if all(result.status == 0 and result.tests > 0 for result in results) else 1
+    # A run that found or ran nothing (an import error before the first test) fails too.
+    return 0 if all(result.status == 0 and result.tests > 0 and result.ran > 0 for result in results) else 1
 
 
 if __name__ == "__main__":
