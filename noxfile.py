@@ -109,34 +109,43 @@ def cell_requirements(line: DjangoLine) -> tuple[list[str], list[str]]:
     return resolved, alone
 
 
+PYTHONS = ROOT / ".nox" / ".pythons"
+
+
 def find_python(version: str) -> str | None:
-    """``pythonX.Y`` that runs: on PATH, else pyenv's newest ``X.Y.*`` (pyenv's shims refuse a version
-    that is installed but not selected)."""
-    candidates = [shutil.which(f"python{version}")]
+    """The real ``pythonX.Y`` that runs (a virtualenv's resolved to its base): on PATH, else pyenv's
+    newest ``X.Y.*`` (pyenv's shims refuse a version that is installed but not selected)."""
+    # Our own links are left out of the search, and so are pyenv's shims (they would find them).
     pyenv = shutil.which("pyenv")
-    if pyenv:
-        root = Path(subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False).stdout.strip())
+    root = Path(subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False).stdout.strip()
+                ) if pyenv else None
+    skipped = {PYTHONS, *([root / "shims"] if root else [])}
+    search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) not in skipped)
+    candidates = [shutil.which(f"python{version}", path=search)]
+    if root:
         installed = sorted(root.glob(f"versions/{version}.*/bin/python{version}"),
                            key=lambda p: [int(n) for n in re.findall(r"\d+", p.parts[-3])])
         candidates += [str(p) for p in reversed(installed)]
     for candidate in candidates:
-        if candidate and subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
-            return candidate
+        if candidate and subprocess.run([candidate, "-c", ""], capture_output=True, check=False,
+                                        env={**os.environ, "PATH": search}).returncode == 0:
+            return os.path.realpath(candidate)
     return None
 
 
 def expose_pythons() -> None:
     """Put each matrix Python on PATH under its own name only (``.nox/.pythons/pythonX.Y``), for nox."""
-    folder = ROOT / ".nox" / ".pythons"
-    folder.mkdir(parents=True, exist_ok=True)
+    PYTHONS.mkdir(parents=True, exist_ok=True)
     for version in sorted({python for line in LINES for python in line.pythons}):
-        link = folder / f"python{version}"
+        link = PYTHONS / f"python{version}"
         found = find_python(version)
+        if found and link.is_symlink() and os.readlink(link) == found:
+            continue  # as it is: a cell running now may be looking it up
         if link.is_symlink() or link.exists():
             link.unlink()
         if found:
             link.symlink_to(found)
-    os.environ["PATH"] = os.pathsep.join([str(folder), os.environ.get("PATH", "")])
+    os.environ["PATH"] = os.pathsep.join([str(PYTHONS), os.environ.get("PATH", "")])
 
 
 expose_pythons()
