@@ -113,19 +113,20 @@ PYTHONS = ROOT / ".nox" / ".pythons"
 
 
 def find_python(version: str) -> str | None:
-    """The real ``pythonX.Y`` that runs (a virtualenv's resolved to its base): on PATH, else pyenv's
-    newest ``X.Y.*`` (pyenv's shims refuse a version that is installed but not selected)."""
+    """The real ``pythonX.Y`` that runs: pyenv's newest ``X.Y.*`` (its shims refuse a version that is
+    installed but not selected), else the one on PATH (a virtualenv's resolved to its base)."""
     # Our own links are left out of the search, and so are pyenv's shims (they would find them).
     pyenv = shutil.which("pyenv")
     root = Path(subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False).stdout.strip()
                 ) if pyenv else None
     skipped = {PYTHONS, *([root / "shims"] if root else [])}
     search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) not in skipped)
-    candidates = [shutil.which(f"python{version}", path=search)]
+    candidates: list[str | None] = []
     if root:
         installed = sorted(root.glob(f"versions/{version}.*/bin/python{version}"),
                            key=lambda p: [int(n) for n in re.findall(r"\d+", p.parts[-3])])
         candidates += [str(p) for p in reversed(installed)]
+    candidates.append(shutil.which(f"python{version}", path=search))
     for candidate in candidates:
         if candidate and subprocess.run([candidate, "-c", ""], capture_output=True, check=False,
                                         env={**os.environ, "PATH": search}).returncode == 0:
