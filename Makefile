@@ -2,6 +2,7 @@
 #   make run    - set up, start PostgreSQL (primary + replica), Redis and PgBouncer, migrate, serve on 127.0.0.1:8000
 #                 (make run ASGI=1: the same under ASGI, on uvicorn workers)
 #   make test   - set up, start the services, run the full test suite
+#   make matrix - the same on every supported (Python, Django): noxfile.py, one virtualenv per cell
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
@@ -15,11 +16,12 @@ WITH_ENV := set -a && eval "$$($(SERVICES) env)" && SECRET_KEY="$${SECRET_KEY:-$
 WORKERS ?= 3
 ASGI ?= 0
 
-.PHONY: help venv system-deps services services-stop stop status run test django-suite lint bench clean
+.PHONY: help venv system-deps services services-stop stop status run test django-suite matrix lint bench clean
 
 help:
 	@echo "make run     set up everything and serve on http://127.0.0.1:8000 (ASGI=1: under ASGI, uvicorn workers)"
 	@echo "make test    set up everything and run the full test suite (then Django's own suite on our engine)"
+	@echo "make matrix  both suites on every supported Python and Django (noxfile.py; NOX_ARGS=\"-s ...\": some cells)"
 	@echo "make stop    stop PostgreSQL, Redis and PgBouncer started by this checkout"
 	@echo "make status  show the local services"
 	@echo "make lint    ruff and mypy --strict"
@@ -78,6 +80,11 @@ test: venv services
 django-suite: venv services
 	$(WITH_ENV) $(BIN)/python scripts/django_suite.py
 
+# The version matrix (noxfile.py): one virtualenv per (Python, Django), our suite and Django's own
+# engine suite in each, on the servers make test uses; then the table of results (README).
+matrix: venv services
+	$(WITH_ENV) $(BIN)/nox $(NOX_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -86,4 +93,4 @@ bench: venv services
 	$(WITH_ENV) $(BIN)/python bench/run_all.py
 
 clean: stop
-	rm -rf $(VENV) staticfiles test-artifacts
+	rm -rf $(VENV) .nox staticfiles test-artifacts

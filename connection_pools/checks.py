@@ -24,7 +24,9 @@ def check_persistent_under_asgi(app_configs: Any = None, **kwargs: Any) -> list[
     return persistent_under_asgi()
 
 
-@register(Tags.database, deploy=False)
+# Not tagged ``database``: it reads settings only, and Django 6.1's run_checks() leaves database-tagged
+# checks out unless databases are named.
+@register()
 def check_database_pool_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """connection_pools.E001/E002: the guide's pool sizes must be whole numbers within bounds."""
     errors: list[Error] = []

@@ -69,8 +69,9 @@ class CredentialCleansingReporter(ExceptionReporter):
         """The page's context, every text that may quote a URL masked."""
         data = super().get_traceback_data()
         for key in self.TEXT_KEYS:
-            if isinstance(data.get(key), str):
-                data[key] = mask_text(data[key])
+            # Django 6 passes the exception itself as exception_value (the page prints its str()).
+            if data.get(key) is not None:
+                data[key] = mask_text(str(data[key]))
         for frame in data.get("frames", []):
             if frame.get("exc_cause") is not None:
                 frame["exc_cause"] = mask_text(str(frame["exc_cause"]))

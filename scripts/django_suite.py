@@ -13,7 +13,12 @@
   ``TransactionTestCase`` exercises the release);
 * runs Django's ``runtests.py`` on the labels the engine touches, once per vocabulary
   (``all``, the default: the three runs; ``both``: the first two), and exits non-zero if any run
-  has a failure or an error.
+  has a failure or an error (``--report FILE`` also writes each run's counts as JSON, for the
+  version matrix).
+
+Whatever Django is installed (the default line's pin, or a matrix cell's: ``noxfile.py``), its own
+sdist's tests run: each Django release tests its own engine. The labels are checked against that
+release's ``tests/``, so a label a release renames or drops stops the run rather than shrinking it.
 
 ``make test`` runs it after pytest (``make django-suite`` alone).
 """
@@ -21,13 +26,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -51,6 +59,10 @@ GROUPS = {"both": ("psycopg", "guide"), "all": tuple(VOCABULARIES)}
 SETTINGS_TEMPLATE = '''\
 """Settings for Django's test suite on connection_pools' engine ({vocabulary} vocabulary)."""
 
+# This release's own test settings (tests/test_sqlite.py: DEFAULT_AUTO_FIELD, USE_TZ... differ by
+# release), with its databases replaced by ours.
+from test_sqlite import *  # noqa: F403
+
 _DB = {{
     "ENGINE": "connection_pools.backends.postgresql",
     "HOST": {host!r},
@@ -63,10 +75,6 @@ DATABASES = {{
     "default": {{**_DB, "NAME": "django_suite"}},
     "other": {{**_DB, "NAME": "django_suite_other"}},
 }}
-SECRET_KEY = "django_tests_secret_key"
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-USE_TZ = False
 {extra}'''
 
 #: What each vocabulary's settings add: the transaction run skips the tests whose premise the release
@@ -124,8 +132,51 @@ def server_from_env() -> dict[str, str]:
     }
 
 
-def run(vocabulary: str, tests: Path, labels: list[str], parallel: int) -> int:
-    """One run of Django's suite with the pool said in ``vocabulary``; its exit status."""
+@dataclass
+class RunResult:
+    """One run of Django's suite, from its runner's ``Found N test(s).`` and unittest's closing lines."""
+
+    vocabulary: str
+    django: str
+    status: int
+    #: Tests found by Django's runner: the same count whatever the Python (unittest's ``Ran N`` left
+    #: skipped tests out in Python 3.12.1 only).
+    tests: int = 0
+    ran: int = 0
+    failures: int = 0
+    errors: int = 0
+    skipped: int = 0
+    expected_failures: int = 0
+    seconds: float = 0.0
+
+
+def read_summary(result: RunResult, line: str) -> None:
+    """Fill ``result`` from Django's ``Found N test(s).`` and unittest's ``Ran N tests in Xs`` and
+    ``OK (...)`` / ``FAILED (...)`` lines."""
+    found = re.match(r"Found (\d+) test\(s\)\.$", line)
+    if found:
+        result.tests = int(found.group(1))
+        return
+    ran = re.match(r"Ran (\d+) tests? in ([\d.]+)s", line)
+    if ran:
+        result.ran, result.seconds = int(ran.group(1)), float(ran.group(2))
+        return
+    closing = re.match(r"(OK|FAILED)(?: \((.*)\))?$", line)
+    if closing and closing.group(2):
+        for name, count in re.findall(r"([a-z ]+)=(\d+)", closing.group(2)):
+            setattr(result, name.strip().replace(" ", "_"), int(count))
+
+
+def check_labels(tests: Path, labels: list[str]) -> None:
+    """Every label is a test package of this Django release (else one sentence, exit status 2)."""
+    missing = [label for label in labels if not (tests / label.split(".")[0]).is_dir()]
+    if missing:
+        sys.exit(f"django_suite: Django {django_version()}'s tests have no {', '.join(missing)}: "
+                 f"update LABELS in {Path(__file__).name} for this release.")
+
+
+def run(vocabulary: str, tests: Path, labels: list[str], parallel: int) -> RunResult:
+    """One run of Django's suite with the pool said in ``vocabulary``; its counts and exit status."""
     with tempfile.TemporaryDirectory(prefix="django-suite-") as folder:
         module = f"django_suite_settings_{vocabulary}"
         Path(folder, f"{module}.py").write_text(
@@ -137,26 +188,40 @@ def run(vocabulary: str, tests: Path, labels: list[str], parallel: int) -> int:
         print(f"django_suite: Django {django_version()}, {vocabulary} vocabulary "
               f"(OPTIONS['pool'] = {VOCABULARIES[vocabulary]}), labels: {' '.join(labels)}", flush=True)
         started = time.monotonic()
-        status = subprocess.run(
+        # unittest's output is passed through as it comes, and its closing lines read on the way.
+        with subprocess.Popen(
             [sys.executable, "-W", "ignore", "runtests.py", f"--settings={module}", f"--parallel={parallel}",
              "--noinput", "--verbosity=1", *labels],
-            cwd=tests, env=env, check=False,
-        ).returncode
+            cwd=tests, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        ) as process:
+            result = RunResult(vocabulary=vocabulary, django=django_version(), status=0)
+            assert process.stdout is not None
+            for line in process.stdout:
+                sys.stdout.write(line)
+                read_summary(result, line.strip())
+            sys.stdout.flush()
+        result.status = process.returncode
         print(f"django_suite: {vocabulary} vocabulary finished in {time.monotonic() - started:.0f} s "
-              f"(exit status {status})", flush=True)
-        return status
+              f"(exit status {result.status}; {result.tests} tests, {result.failures} failures, "
+              f"{result.errors} errors, {result.skipped} skipped)", flush=True)
+        return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vocabulary", choices=[*VOCABULARIES, *GROUPS], default="all")
     parser.add_argument("--parallel", type=int, default=max(os.cpu_count() or 1, 1))
+    parser.add_argument("--report", type=Path, help="write each run's counts to this JSON file")
     parser.add_argument("labels", nargs="*", default=list(LABELS))
     args = parser.parse_args()
     tests = django_tests_dir(django_version())
+    check_labels(tests, args.labels)
     vocabularies = list(GROUPS.get(args.vocabulary, (args.vocabulary,)))
-    statuses = [run(vocabulary, tests, args.labels, args.parallel) for vocabulary in vocabularies]
-    return 0 if not any(statuses) else 1
+    results = [run(vocabulary, tests, args.labels, args.parallel) for vocabulary in vocabularies]
+    if args.report:
+        args.report.write_text(json.dumps([asdict(result) for result in results], indent=2) + "\n")
+    # A run that found or ran nothing (an import error before the first test) fails too.
+    return 0 if all(result.status == 0 and result.tests > 0 and result.ran > 0 for result in results) else 1
 
 
 if __name__ == "__main__":

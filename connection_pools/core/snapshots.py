@@ -16,7 +16,9 @@ used by the cluster store; decoding is strict about types and tolerant of missin
 from __future__ import annotations
 
 import bisect
+import functools
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
@@ -130,8 +132,11 @@ class HistogramSnapshot:
     @classmethod
     def total(cls, parts: Sequence[HistogramSnapshot]) -> HistogramSnapshot:
         """The sum of ``parts`` (at least one), as ``+`` would make it, bucket by bucket in one pass."""
+        # The seconds are added left to right, as ``+`` does: since Python 3.12, sum() of floats
+        # compensates rounding, so its last digit can differ from the pairwise merge's.
         return cls(tuple(map(sum, zip(*(part.buckets for part in parts), strict=True))),
-                   sum(part.count for part in parts), sum(part.sum for part in parts), max(part.max for part in parts))
+                   sum(part.count for part in parts), functools.reduce(operator.add, (part.sum for part in parts)),
+                   max(part.max for part in parts))
 
 
 def bucket_index(seconds: float) -> int:
