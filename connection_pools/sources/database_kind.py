@@ -65,7 +65,7 @@ CARD = Card(
         Figure("waiting", "Waiting"), Figure("peak_connections", "Peak"), Figure("checkouts", "Checkouts"),
         Figure("connections_created", "Created"), Figure("wait_p50", "Wait p50", "wait_time.p50", "ms"),
         Figure("wait_p95", "Wait p95", "wait_time.p95", "ms"), Figure("hold_mean", "Hold avg", "hold_time.mean", "ms"),
-        Figure("query_mean", "Queries per hold", "query_time.mean", "ms"), Figure("connection_errors", "Errors"),
+        Figure("query_mean", "In queries avg", "query_time.mean", "ms"), Figure("connection_errors", "Errors"),
         Figure("timeouts", "Timeouts"),
         Figure("replica_lag_seconds", "Replica lag", format="seconds", when=("role", "replica")),
         Figure("in_rotation", "In rotation", format="yes_no", when=("role", "replica")),
@@ -82,8 +82,8 @@ LINES = TextBlock(lines=(
              "{recycled}  errors {connection_errors}  timeouts {timeouts}  fallbacks {fallbacks}"),
     TextLine("  wait avg {average_wait_time:ms}  p50 {wait_time[p50]:ms}  p95 {wait_time[p95]:ms}  p99 "
              "{wait_time[p99]:ms}", tails=(("replica_lag_seconds", "  replica lag {replica_lag_seconds:.2f} s"),)),
-    TextLine("  hold avg {hold_time[mean]:ms}  p95 {hold_time[p95]:ms}  statements per hold avg "
-             "{query_time[mean]:ms}  p95 {query_time[p95]:ms}"),
+    TextLine("  hold avg {hold_time[mean]:ms}  p95 {hold_time[p95]:ms}  of it in queries avg {query_time[mean]:ms}"
+             "  p95 {query_time[p95]:ms}"),
 ))
 
 #: What ``GET health`` shows of a database check.
